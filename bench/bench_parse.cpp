@@ -1,0 +1,56 @@
+// Parsing cost of a generated header with 100,000 tensors (issue 2).
+// scripts/bench_parse.sh runs this beside Python's json.loads on the same
+// header and prints the ratio.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "stfs/safetensors.hpp"
+
+namespace {
+
+// Same shape as a real checkpoint: dotted names, F16 [64, 64] each.
+std::string make_header_json(int n) {
+  std::string h = R"({"__metadata__":{"format":"pt"})";
+  const std::uint64_t bytes = 64 * 64 * 2;
+  for (int i = 0; i < n; ++i) {
+    std::uint64_t b = bytes * static_cast<std::uint64_t>(i);
+    h += ",\"model.layers." + std::to_string(i / 10) + ".mlp.proj_" + std::to_string(i % 10) +
+         R"(.weight":{"dtype":"F16","shape":[64,64],"data_offsets":[)" + std::to_string(b) +
+         "," + std::to_string(b + bytes) + "]}";
+  }
+  return h + "}";
+}
+
+constexpr int kTensors = 100'000;
+
+void BM_ParseHeader100k(benchmark::State& state) {
+  static const std::string json = make_header_json(kTensors);
+  const std::uint64_t file_size = 8 + json.size() + 64ULL * 64 * 2 * kTensors;
+  for (auto _ : state) {
+    auto r = stfs::parse_header_json(json, file_size);
+    if (!r) state.SkipWithError(r.error().message.c_str());
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * json.size()));
+}
+BENCHMARK(BM_ParseHeader100k)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // --dump=PATH writes the header so other parsers can time the same bytes.
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--dump=", 0) == 0) {
+      std::ofstream(a.substr(7), std::ios::binary) << make_header_json(kTensors);
+      return 0;
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

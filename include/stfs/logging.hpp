@@ -1,0 +1,13 @@
+// Logging setup: spdlog to stderr in the foreground (journald collects it
+// under systemd), to syslog once daemonised. Per-request messages are
+// debug level only, so a hostile reader cannot flood the log.
+#pragma once
+
+namespace stfs {
+
+enum class LogTarget { kStderr, kSyslog };
+
+// Installs the default logger; `verbose` enables info, `debug` everything.
+void init_logging(LogTarget target, bool verbose, bool debug);
+
+}  // namespace stfs

@@ -1,0 +1,66 @@
+// Opening and validating a source file.
+#include "stfs/model.hpp"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace stfs {
+
+Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      return unexpected(Error{e, std::strerror(e)});
+    }
+    if (n == 0) return unexpected(Error{EIO, "file shrank while being read"});
+    p += n;
+    len -= static_cast<std::size_t>(n);
+    off += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
+  auto io_error = [](int e, std::string what) {
+    return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
+                                 what + ": " + std::strerror(e)});
+  };
+  Model m;
+  m.path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(errno, "cannot open");
+  m.fd_.reset(fd);
+  if (::fstat(fd, &m.st_) != 0) return io_error(errno, "cannot stat");
+  if (S_ISDIR(m.st_.st_mode)) return io_error(EISDIR, "cannot read");
+  if (!S_ISREG(m.st_.st_mode)) {
+    return unexpected(ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt,
+                                 "not a regular file"});
+  }
+  auto size = static_cast<std::uint64_t>(m.st_.st_size);
+  char prefix[8] = {};
+  std::size_t have = size < 8 ? static_cast<std::size_t>(size) : 8;
+  if (auto r = pread_full(fd, prefix, have, 0); !r) {
+    return io_error(r.error().errnum, "cannot read the header length");
+  }
+  auto invalid = [](ParseError e) {
+    return unexpected(ModelError{ModelError::Kind::kInvalid, 0, e.rule, std::move(e.message)});
+  };
+  auto n = parse_header_length(std::string_view(prefix, have), size, limits);
+  if (!n) return invalid(n.error());
+  // N is now known to fit inside the real file.
+  std::string json(static_cast<std::size_t>(*n), '\0');
+  if (auto r = pread_full(fd, json.data(), json.size(), 8); !r) {
+    return io_error(r.error().errnum, "cannot read the header");
+  }
+  auto h = parse_header_json(json, size, limits);
+  if (!h) return invalid(h.error());
+  m.header_ = std::move(h).value();
+  return m;
+}
+
+}  // namespace stfs
