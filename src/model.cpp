@@ -52,12 +52,14 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
   };
   auto n = parse_header_length(std::string_view(prefix, have), size, limits);
   if (!n) return invalid(n.error());
-  // N is now known to fit inside the real file.
-  std::string json(static_cast<std::size_t>(*n), '\0');
-  if (auto r = pread_full(fd, json.data(), json.size(), 8); !r) {
+  // N is now known to fit inside the real file. The buffer carries the
+  // parser's padding so the header is read once and never copied.
+  const auto len = static_cast<std::size_t>(*n);
+  std::string json(len + kJsonPadding, ' ');
+  if (auto r = pread_full(fd, json.data(), len, 8); !r) {
     return io_error(r.error().errnum, "cannot read the header");
   }
-  auto h = parse_header_json(json, size, limits);
+  auto h = parse_header_json_padded(std::string_view(json.data(), len), size, limits);
   if (!h) return invalid(h.error());
   m.header_ = std::move(h).value();
   return m;

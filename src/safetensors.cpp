@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
+#include <functional>
 
 namespace stfs {
 namespace {
@@ -79,30 +79,69 @@ std::optional<std::string> find_duplicate(std::vector<std::string>& keys) {
   return std::nullopt;
 }
 
-// An unescaped string must be valid Unicode: simdjson lets a lone low
-// surrogate through as an encoded surrogate, which the UTF-8 check catches.
+// An unescaped string must be valid Unicode. The raw header passed the
+// UTF-8 check (step 4), so only a \u escape can make it invalid: simdjson
+// lets a lone low surrogate through, encoded as ED B0..BF. Every encoded
+// surrogate starts with 0xED, so the full check runs only when one is there.
 std::optional<ParseError> check_string(std::string_view s, std::string_view what) {
-  if (!simdjson::validate_utf8(s.data(), s.size())) {
+  if (std::memchr(s.data(), 0xED, s.size()) != nullptr &&
+      !simdjson::validate_utf8(s.data(), s.size())) {
     return json_error("invalid unicode in " + std::string(what));
+  }
+  return std::nullopt;
+}
+
+// Duplicate names through an open-addressing table of (hash, index):
+// linear time, and names are compared only when their hashes match.
+std::optional<std::string_view> find_duplicate_name(const std::vector<TensorInfo>& tensors) {
+  std::size_t cap = 16;
+  while (cap < 2 * tensors.size()) cap *= 2;
+  struct Cell {
+    std::uint64_t hash;
+    std::uint32_t idx_plus_one;  // 0: empty
+  };
+  std::vector<Cell> table(cap, Cell{0, 0});
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    std::uint64_t hv = std::hash<std::string_view>{}(tensors[i].name);
+    for (std::size_t slot = hv & (cap - 1);; slot = (slot + 1) & (cap - 1)) {
+      Cell& c = table[slot];
+      if (c.idx_plus_one == 0) {
+        c = Cell{hv, static_cast<std::uint32_t>(i + 1)};
+        break;
+      }
+      if (c.hash == hv && tensors[c.idx_plus_one - 1].name == tensors[i].name) {
+        return tensors[i].name;
+      }
+    }
   }
   return std::nullopt;
 }
 
 class Parser {
  public:
-  explicit Parser(const Limits& limits) : limits_(limits) {}
+  Parser(od::parser& json_parser, const Limits& limits)
+      : json_parser_(json_parser), limits_(limits) {}
 
+  // `json` is followed by kJsonPadding readable bytes.
   Result<Header, ParseError> run(std::string_view json, std::uint64_t file_size);
 
  private:
   std::optional<ParseError> parse_metadata(od::value v, Header& h);
-  std::optional<ParseError> parse_entry(std::string name, od::value v, Header& h);
-  std::optional<ParseError> parse_uint_array(od::value v, std::vector<std::uint64_t>& out,
-                                             std::string_view field);
+  std::optional<ParseError> parse_entry(std::string_view name, od::value v, Header& h);
+  // Calls sink(n) for each element of an array of exact u64 integers.
+  template <typename Sink>
+  std::optional<ParseError> parse_uint_array(od::value v, std::string_view field, Sink&& sink);
   // Consumes and validates any JSON value at nesting `depth` (the value's
   // own level if it is a container).
   std::optional<ParseError> consume_any(od::value v, int depth);
 
+  // Where each tensor's name and shape sit in the Header's storage; the
+  // views are set once the storage has stopped growing.
+  struct Slot {
+    std::size_t name_off, name_len, shape_off, rank;
+  };
+  std::vector<Slot> slots_;
+  od::parser& json_parser_;
   const Limits& limits_;
 };
 
@@ -198,9 +237,9 @@ std::optional<ParseError> Parser::parse_metadata(od::value v, Header& h) {
   return std::nullopt;
 }
 
-std::optional<ParseError> Parser::parse_uint_array(od::value v,
-                                                   std::vector<std::uint64_t>& out,
-                                                   std::string_view field) {
+template <typename Sink>
+std::optional<ParseError> Parser::parse_uint_array(od::value v, std::string_view field,
+                                                   Sink&& sink) {
   od::array arr;
   if (v.get_array().get(arr)) {
     return json_error(std::string(field) + " must be an array of unsigned integers");
@@ -215,22 +254,23 @@ std::optional<ParseError> Parser::parse_uint_array(od::value v,
                         printable(tok.substr(0, std::min<std::size_t>(tok.size(), 24))) +
                         "`, not an integer in [0, 2^64-1]");
     }
-    out.push_back(n);
+    sink(n);
   }
   return std::nullopt;
 }
 
-std::optional<ParseError> Parser::parse_entry(std::string name, od::value v, Header& h) {
+std::optional<ParseError> Parser::parse_entry(std::string_view name, od::value v, Header& h) {
   od::object obj;
   if (v.get_object().get(obj)) {
     return json_error("entry of tensor " + tensor_ref(name) + " is not an object");
   }
   TensorInfo info;
-  info.name = std::move(name);
+  Slot slot{h.name_storage.size(), name.size(), h.shape_storage.size(), 0};
+  h.name_storage.insert(h.name_storage.end(), name.begin(), name.end());
   bool have_dtype = false, have_shape = false, have_offsets = false;
   std::vector<std::string> unknown;
   auto entry_error = [&](std::string what) {
-    return json_error(what + " in tensor " + tensor_ref(info.name));
+    return json_error(what + " in tensor " + tensor_ref(name));
   };
   for (auto f : obj) {
     od::field field;
@@ -249,17 +289,25 @@ std::optional<ParseError> Parser::parse_entry(std::string name, od::value v, Hea
     } else if (key == "shape") {
       if (have_shape) return entry_error("duplicate field `shape`");
       have_shape = true;
-      if (auto err = parse_uint_array(field.value(), info.shape, "shape")) {
+      if (auto err = parse_uint_array(field.value(), "shape",
+                                      [&](std::uint64_t n) {
+                                        h.shape_storage.push_back(n);
+                                        ++slot.rank;
+                                      })) {
         return entry_error(err->message.substr(std::strlen("invalid JSON in header: ")));
       }
     } else if (key == "data_offsets") {
       if (have_offsets) return entry_error("duplicate field `data_offsets`");
       have_offsets = true;
-      std::vector<std::uint64_t> offs;
-      if (auto err = parse_uint_array(field.value(), offs, "data_offsets")) {
+      std::uint64_t offs[2] = {0, 0};
+      std::size_t count = 0;
+      if (auto err = parse_uint_array(field.value(), "data_offsets", [&](std::uint64_t n) {
+            if (count < 2) offs[count] = n;
+            ++count;
+          })) {
         return entry_error(err->message.substr(std::strlen("invalid JSON in header: ")));
       }
-      if (offs.size() != 2) return entry_error("data_offsets must hold exactly 2 integers");
+      if (count != 2) return entry_error("data_offsets must hold exactly 2 integers");
       info.begin = offs[0];
       info.end = offs[1];
     } else {
@@ -276,7 +324,8 @@ std::optional<ParseError> Parser::parse_entry(std::string name, od::value v, Hea
   if (auto dup = find_duplicate(unknown)) {
     return entry_error("duplicate field `" + printable(*dup) + "`");
   }
-  h.tensors.push_back(std::move(info));
+  h.tensors.push_back(info);
+  slots_.push_back(slot);
   return std::nullopt;
 }
 
@@ -294,12 +343,21 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
     return unexpected(json_error("byte-order mark before the object"));
   }
 
-  // Step 5: the JSON. simdjson needs SIMDJSON_PADDING readable bytes past the
-  // end; padded_string copies the header (bounded by the real file size).
-  simdjson::padded_string padded(json);
-  od::parser parser;
+  // Every entry takes at least 48 header bytes
+  // (`"":{"dtype":"U8","shape":[],"data_offsets":[0,0]}`), so this bound
+  // comes from the real header size, never from a number in it. Reserving
+  // saves the copies and page faults of growing by doubling; untouched
+  // reserved pages cost nothing.
+  const std::size_t max_entries = json.size() / 48 + 1;
+  h.tensors.reserve(max_entries);
+  slots_.reserve(max_entries);
+  h.name_storage.reserve(json.size());
+
+  // Step 5: the JSON.
   od::document doc;
-  if (auto e = parser.iterate(padded).get(doc)) return unexpected(json_error(e, "document"));
+  if (auto e = json_parser_.iterate(json.data(), json.size(), json.size() + kJsonPadding).get(doc)) {
+    return unexpected(json_error(e, "document"));
+  }
   od::object root;
   if (doc.get_object().get(root)) {
     return unexpected(json_error("the header is not a JSON object"));
@@ -322,9 +380,7 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
                              "too many tensors: more than max_tensors=" +
                                  std::to_string(limits_.max_tensors)));
     }
-    if (auto err = parse_entry(std::string(key), field.value(), h)) {
-      return unexpected(std::move(*err));
-    }
+    if (auto err = parse_entry(key, field.value(), h)) return unexpected(std::move(*err));
   }
   // Only whitespace may follow the object (no NUL padding, no second value).
   const char* loc = nullptr;
@@ -332,29 +388,39 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
     return unexpected(json_error("trailing characters after the object"));
   }
 
-  std::sort(h.tensors.begin(), h.tensors.end(),
-            [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
-  for (std::size_t i = 1; i < h.tensors.size(); ++i) {
-    if (h.tensors[i].name == h.tensors[i - 1].name) {
-      // The reference silently keeps the last; other parsers keep the first.
-      return unexpected(json_error("duplicate tensor name " + tensor_ref(h.tensors[i].name)));
-    }
+  for (std::size_t i = 0; i < h.tensors.size(); ++i) {
+    const Slot& sl = slots_[i];
+    h.tensors[i].name = std::string_view(h.name_storage.data() + sl.name_off, sl.name_len);
+    h.tensors[i].shape = std::span<const std::uint64_t>(h.shape_storage.data() + sl.shape_off,
+                                                        sl.rank);
+  }
+
+  if (auto dup = find_duplicate_name(h.tensors)) {
+    // The reference silently keeps the last; other parsers keep the first.
+    return unexpected(json_error("duplicate tensor name " + tensor_ref(*dup)));
   }
 
   // Step 6: walk the tensors in (begin, end) order; they must tile the
   // buffer from 0 with no hole and no overlap.
-  std::vector<std::uint32_t> order(h.tensors.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
-    const TensorInfo& x = h.tensors[a];
-    const TensorInfo& y = h.tensors[b];
-    if (x.begin != y.begin) return x.begin < y.begin;
-    if (x.end != y.end) return x.end < y.end;
-    return a < b;
-  });
+  struct Span {
+    std::uint64_t begin, end;
+    std::uint32_t idx;
+    bool operator<(const Span& o) const {
+      if (begin != o.begin) return begin < o.begin;
+      if (end != o.end) return end < o.end;
+      return idx < o.idx;
+    }
+  };
+  std::vector<Span> order;
+  order.reserve(h.tensors.size());
+  for (std::size_t i = 0; i < h.tensors.size(); ++i) {
+    order.push_back({h.tensors[i].begin, h.tensors[i].end, static_cast<std::uint32_t>(i)});
+  }
+  // Most writers emit entries in offset order already.
+  if (!std::is_sorted(order.begin(), order.end())) std::sort(order.begin(), order.end());
   std::uint64_t cursor = 0;
-  for (std::uint32_t idx : order) {
-    const TensorInfo& t = h.tensors[idx];
+  for (const Span& span : order) {
+    const TensorInfo& t = h.tensors[span.idx];
     if (t.begin != cursor || t.end < t.begin) {
       return unexpected(fail(Rule::kInvalidOffset, "invalid offset for tensor " +
                                                        tensor_ref(t.name) + ": [" +
@@ -448,9 +514,36 @@ Result<std::uint64_t, ParseError> parse_header_length(std::string_view prefix,
   return n;
 }
 
+static_assert(kJsonPadding >= simdjson::SIMDJSON_PADDING);
+
+struct HeaderParser::Impl {
+  od::parser json_parser;
+};
+
+HeaderParser::HeaderParser() : impl_(std::make_unique<Impl>()) {}
+HeaderParser::~HeaderParser() = default;
+HeaderParser::HeaderParser(HeaderParser&&) noexcept = default;
+HeaderParser& HeaderParser::operator=(HeaderParser&&) noexcept = default;
+
+Result<Header, ParseError> HeaderParser::parse_padded(std::string_view json,
+                                                      std::uint64_t file_size,
+                                                      const Limits& limits) {
+  return Parser(impl_->json_parser, limits).run(json, file_size);
+}
+
+Result<Header, ParseError> parse_header_json_padded(std::string_view json,
+                                                    std::uint64_t file_size,
+                                                    const Limits& limits) {
+  return HeaderParser().parse_padded(json, file_size, limits);
+}
+
 Result<Header, ParseError> parse_header_json(std::string_view json, std::uint64_t file_size,
                                              const Limits& limits) {
-  return Parser(limits).run(json, file_size);
+  // simdjson reads up to SIMDJSON_PADDING bytes past the end; copy into a
+  // padded buffer (its size is bounded by the real file size).
+  simdjson::padded_string padded(json);
+  return parse_header_json_padded(std::string_view(padded.data(), padded.size()), file_size,
+                                  limits);
 }
 
 Result<Header, ParseError> parse_header(std::string_view file_start, std::uint64_t file_size,

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,20 +46,30 @@ struct ParseError {
   std::string message;  // starts with the reference's Display text
 };
 
+// One tensor entry. The views point into the owning Header's storage.
 struct TensorInfo {
-  std::string name;  // exact, unescaped
-  Dtype dtype;
-  std::vector<std::uint64_t> shape;
+  std::string_view name;  // exact, unescaped
+  Dtype dtype = Dtype::kU8;
+  std::span<const std::uint64_t> shape;
   std::uint64_t begin = 0;  // relative to the start of the byte buffer
   std::uint64_t end = 0;
 
   std::uint64_t size() const { return end - begin; }
 };
 
+// A validated header. Move-only: names and shapes live in two pooled
+// buffers (two allocations in all instead of two per tensor), and moving a
+// vector keeps its buffer, so the views stay valid.
 struct Header {
+  Header() = default;
+  Header(Header&&) = default;
+  Header& operator=(Header&&) = default;
+  Header(const Header&) = delete;
+  Header& operator=(const Header&) = delete;
+
   std::uint64_t header_len = 0;  // N
   std::uint64_t file_size = 0;   // == data_start() + data length
-  // Sorted by name (byte order), so lookups and listings are stable.
+  // In header order; names are unique.
   std::vector<TensorInfo> tensors;
   // __metadata__ as parsed, sorted by key; has_metadata is false when the key
   // is absent or null.
@@ -65,6 +77,10 @@ struct Header {
   std::vector<std::pair<std::string, std::string>> metadata;
 
   std::uint64_t data_start() const { return 8 + header_len; }
+
+  // Backing store for TensorInfo::name and ::shape.
+  std::vector<char> name_storage;
+  std::vector<std::uint64_t> shape_storage;
 };
 
 struct Limits {
@@ -88,6 +104,34 @@ Result<std::uint64_t, ParseError> parse_header_length(std::string_view prefix,
 Result<Header, ParseError> parse_header_json(std::string_view json,
                                              std::uint64_t file_size,
                                              const Limits& limits = {});
+
+// Readable bytes the JSON parser needs past the end of the header text.
+inline constexpr std::size_t kJsonPadding = 64;
+
+// As parse_header_json, without a copy: `json` must be followed by at least
+// kJsonPadding readable bytes (their values do not matter).
+Result<Header, ParseError> parse_header_json_padded(std::string_view json,
+                                                    std::uint64_t file_size,
+                                                    const Limits& limits = {});
+
+// A reusable parser: keeps the JSON parser's buffers between headers, which
+// saves their allocation and page faults when many files are read (model
+// folders). One per thread.
+class HeaderParser {
+ public:
+  HeaderParser();
+  ~HeaderParser();
+  HeaderParser(HeaderParser&&) noexcept;
+  HeaderParser& operator=(HeaderParser&&) noexcept;
+
+  // As parse_header_json_padded.
+  Result<Header, ParseError> parse_padded(std::string_view json, std::uint64_t file_size,
+                                          const Limits& limits = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Steps 1-7. `file_start` holds at least the first min(file_size, 8 + N)
 // bytes of the file (the whole file is fine); `file_size` is the real size.
