@@ -18,8 +18,8 @@ std::string make_header_json(int n) {
   for (int i = 0; i < n; ++i) {
     std::uint64_t b = bytes * static_cast<std::uint64_t>(i);
     h += ",\"model.layers." + std::to_string(i / 10) + ".mlp.proj_" + std::to_string(i % 10) +
-         R"(.weight":{"dtype":"F16","shape":[64,64],"data_offsets":[)" + std::to_string(b) +
-         "," + std::to_string(b + bytes) + "]}";
+         R"(.weight":{"dtype":"F16","shape":[64,64],"data_offsets":[)" + std::to_string(b) + "," +
+         std::to_string(b + bytes) + "]}";
   }
   return h + "}";
 }

@@ -48,9 +48,7 @@ static_assert(table_in_enum_order());
 
 }  // namespace
 
-std::string_view dtype_name(Dtype d) {
-  return kRows[static_cast<std::size_t>(d)].name;
-}
+std::string_view dtype_name(Dtype d) { return kRows[static_cast<std::size_t>(d)].name; }
 
 unsigned dtype_bits(Dtype d) { return kRows[static_cast<std::size_t>(d)].bits; }
 

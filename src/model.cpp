@@ -27,8 +27,8 @@ Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
 
 Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
   auto io_error = [](int e, std::string what) {
-    return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
-                                 what + ": " + std::strerror(e)});
+    return unexpected(
+        ModelError{ModelError::Kind::kIo, e, std::nullopt, what + ": " + std::strerror(e)});
   };
   Model m;
   m.path_ = path;
@@ -38,8 +38,8 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
   if (::fstat(fd, &m.st_) != 0) return io_error(errno, "cannot stat");
   if (S_ISDIR(m.st_.st_mode)) return io_error(EISDIR, "cannot read");
   if (!S_ISREG(m.st_.st_mode)) {
-    return unexpected(ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt,
-                                 "not a regular file"});
+    return unexpected(
+        ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt, "not a regular file"});
   }
   auto size = static_cast<std::uint64_t>(m.st_.st_size);
   char prefix[8] = {};

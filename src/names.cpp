@@ -11,9 +11,7 @@ namespace {
 constexpr char kHexUpper[] = "0123456789ABCDEF";
 constexpr char kHexLower[] = "0123456789abcdef";
 
-bool needs_escape(unsigned char c) {
-  return c == '%' || c == '/' || c < 0x20 || c == 0x7f;
-}
+bool needs_escape(unsigned char c) { return c == '%' || c == '/' || c < 0x20 || c == 0x7f; }
 
 // Length of the unit starting at s[i] that step 4 must not cut: a %XX
 // escape, a whole UTF-8 sequence, or one byte.
@@ -49,8 +47,7 @@ std::uint64_t fnv1a64(std::string_view bytes) {
   return h;
 }
 
-std::string encode_name(std::string_view name,
-                        const std::vector<std::string_view>& reserved) {
+std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved) {
   if (name.empty()) return "%";
   if (name == ".") return "%2E";
   if (name == "..") return "%2E%2E";
@@ -120,8 +117,8 @@ Result<std::vector<std::string>> map_names(const std::vector<std::string_view>& 
       auto shorten = [](std::string_view s) {
         return s.size() > 60 ? std::string(s.substr(0, 60)) + "..." : std::string(s);
       };
-      return unexpected(Error{EEXIST, "tensor names `" + shorten(names[order[i - 1]]) +
-                                          "` and `" + shorten(names[order[i]]) +
+      return unexpected(Error{EEXIST, "tensor names `" + shorten(names[order[i - 1]]) + "` and `" +
+                                          shorten(names[order[i]]) +
                                           "` map to the same file name `" + shorten(f) + "`"});
     }
   }

@@ -35,22 +35,17 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-std::string tensor_ref(std::string_view name) {
-  return "`" + printable(name) + "`";
-}
+std::string tensor_ref(std::string_view name) { return "`" + printable(name) + "`"; }
 
 ParseError json_error(std::string detail) {
   return fail(Rule::kInvalidJson, "invalid JSON in header: " + detail);
 }
 
 ParseError json_error(simdjson::error_code e, std::string_view where) {
-  return json_error(std::string(simdjson::error_message(e)) + " (" +
-                    std::string(where) + ")");
+  return json_error(std::string(simdjson::error_message(e)) + " (" + std::string(where) + ")");
 }
 
-bool is_json_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // Exact unsigned integer from a JSON number token: "0" or [1-9][0-9]*, at
 // most 2^64-1. Everything the reference refuses ("-0", "4.0", "4e0", "01",
@@ -230,8 +225,7 @@ std::optional<ParseError> Parser::parse_metadata(od::value v, Header& h) {
   std::sort(h.metadata.begin(), h.metadata.end());
   for (std::size_t i = 1; i < h.metadata.size(); ++i) {
     if (h.metadata[i].first == h.metadata[i - 1].first) {
-      return json_error("duplicate key `" + printable(h.metadata[i].first) +
-                        "` in __metadata__");
+      return json_error("duplicate key `" + printable(h.metadata[i].first) + "` in __metadata__");
     }
   }
   return std::nullopt;
@@ -289,11 +283,10 @@ std::optional<ParseError> Parser::parse_entry(std::string_view name, od::value v
     } else if (key == "shape") {
       if (have_shape) return entry_error("duplicate field `shape`");
       have_shape = true;
-      if (auto err = parse_uint_array(field.value(), "shape",
-                                      [&](std::uint64_t n) {
-                                        h.shape_storage.push_back(n);
-                                        ++slot.rank;
-                                      })) {
+      if (auto err = parse_uint_array(field.value(), "shape", [&](std::uint64_t n) {
+            h.shape_storage.push_back(n);
+            ++slot.rank;
+          })) {
         return entry_error(err->message.substr(std::strlen("invalid JSON in header: ")));
       }
     } else if (key == "data_offsets") {
@@ -355,7 +348,8 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
 
   // Step 5: the JSON.
   od::document doc;
-  if (auto e = json_parser_.iterate(json.data(), json.size(), json.size() + kJsonPadding).get(doc)) {
+  if (auto e =
+          json_parser_.iterate(json.data(), json.size(), json.size() + kJsonPadding).get(doc)) {
     return unexpected(json_error(e, "document"));
   }
   od::object root;
@@ -376,9 +370,8 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
       continue;
     }
     if (limits_.max_tensors != 0 && h.tensors.size() >= limits_.max_tensors) {
-      return unexpected(fail(Rule::kTooManyTensors,
-                             "too many tensors: more than max_tensors=" +
-                                 std::to_string(limits_.max_tensors)));
+      return unexpected(fail(Rule::kTooManyTensors, "too many tensors: more than max_tensors=" +
+                                                        std::to_string(limits_.max_tensors)));
     }
     if (auto err = parse_entry(key, field.value(), h)) return unexpected(std::move(*err));
   }
@@ -391,8 +384,8 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
   for (std::size_t i = 0; i < h.tensors.size(); ++i) {
     const Slot& sl = slots_[i];
     h.tensors[i].name = std::string_view(h.name_storage.data() + sl.name_off, sl.name_len);
-    h.tensors[i].shape = std::span<const std::uint64_t>(h.shape_storage.data() + sl.shape_off,
-                                                        sl.rank);
+    h.tensors[i].shape =
+        std::span<const std::uint64_t>(h.shape_storage.data() + sl.shape_off, sl.rank);
   }
 
   if (auto dup = find_duplicate_name(h.tensors)) {
@@ -422,12 +415,10 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
   for (const Span& span : order) {
     const TensorInfo& t = h.tensors[span.idx];
     if (t.begin != cursor || t.end < t.begin) {
-      return unexpected(fail(Rule::kInvalidOffset, "invalid offset for tensor " +
-                                                       tensor_ref(t.name) + ": [" +
-                                                       std::to_string(t.begin) + ", " +
-                                                       std::to_string(t.end) +
-                                                       ") does not start at " +
-                                                       std::to_string(cursor)));
+      return unexpected(
+          fail(Rule::kInvalidOffset, "invalid offset for tensor " + tensor_ref(t.name) + ": [" +
+                                         std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                                         ") does not start at " + std::to_string(cursor)));
     }
     cursor = t.end;
     // Left to right from 1, as the reference does: [2^64-1, 2^64-1, 0]
@@ -435,16 +426,16 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
     std::uint64_t count = 1;
     for (std::uint64_t d : t.shape) {
       if (__builtin_mul_overflow(count, d, &count)) {
-        return unexpected(fail(Rule::kValidationOverflow,
-                               "validation overflow: shape of tensor " + tensor_ref(t.name) +
-                                   " overflows 64 bits"));
+        return unexpected(fail(
+            Rule::kValidationOverflow,
+            "validation overflow: shape of tensor " + tensor_ref(t.name) + " overflows 64 bits"));
       }
     }
     std::uint64_t bits = 0;
     if (__builtin_mul_overflow(count, std::uint64_t{dtype_bits(t.dtype)}, &bits)) {
-      return unexpected(fail(Rule::kValidationOverflow,
-                             "validation overflow: bit count of tensor " + tensor_ref(t.name) +
-                                 " overflows 64 bits"));
+      return unexpected(fail(
+          Rule::kValidationOverflow,
+          "validation overflow: bit count of tensor " + tensor_ref(t.name) + " overflows 64 bits"));
     }
     if (bits % 8 != 0) {
       return unexpected(fail(Rule::kMisalignedSlice,
@@ -462,8 +453,7 @@ Result<Header, ParseError> Parser::run(std::string_view json, std::uint64_t file
   // Step 7: the data ends exactly at the end of the file. Checked, unlike
   // the reference, whose unchecked add wraps.
   std::uint64_t expected_end = 0;
-  if (__builtin_add_overflow(cursor, h.data_start(), &expected_end) ||
-      expected_end != file_size) {
+  if (__builtin_add_overflow(cursor, h.data_start(), &expected_end) || expected_end != file_size) {
     return unexpected(fail(Rule::kMetadataIncompleteBuffer,
                            "incomplete metadata, file not fully covered: tensors end at byte " +
                                std::to_string(cursor) + " of the buffer, file has " +
@@ -495,16 +485,16 @@ Result<std::uint64_t, ParseError> parse_header_length(std::string_view prefix,
                                                       std::uint64_t file_size,
                                                       const Limits& limits) {
   if (file_size < 8 || prefix.size() < 8) {
-    return unexpected(fail(Rule::kHeaderTooSmall, "header too small: file has " +
-                                                      std::to_string(file_size) +
-                                                      " bytes, fewer than 8"));
+    return unexpected(
+        fail(Rule::kHeaderTooSmall,
+             "header too small: file has " + std::to_string(file_size) + " bytes, fewer than 8"));
   }
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(prefix[i]);
   if (n > limits.max_header) {
-    return unexpected(fail(Rule::kHeaderTooLarge,
-                           "header too large: " + std::to_string(n) + " bytes, limit " +
-                               std::to_string(limits.max_header)));
+    return unexpected(fail(Rule::kHeaderTooLarge, "header too large: " + std::to_string(n) +
+                                                      " bytes, limit " +
+                                                      std::to_string(limits.max_header)));
   }
   if (n > file_size - 8) {
     return unexpected(fail(Rule::kInvalidHeaderLength,
@@ -531,8 +521,7 @@ Result<Header, ParseError> HeaderParser::parse_padded(std::string_view json,
   return Parser(impl_->json_parser, limits).run(json, file_size);
 }
 
-Result<Header, ParseError> parse_header_json_padded(std::string_view json,
-                                                    std::uint64_t file_size,
+Result<Header, ParseError> parse_header_json_padded(std::string_view json, std::uint64_t file_size,
                                                     const Limits& limits) {
   return HeaderParser().parse_padded(json, file_size, limits);
 }

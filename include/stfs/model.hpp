@@ -18,9 +18,9 @@ namespace stfs {
 
 struct ModelError {
   enum class Kind { kIo, kInvalid } kind;
-  int errnum = 0;             // for kIo
-  std::optional<Rule> rule;   // for kInvalid
-  std::string message;        // names the reason; the caller adds the path
+  int errnum = 0;            // for kIo
+  std::optional<Rule> rule;  // for kInvalid
+  std::string message;       // names the reason; the caller adds the path
 };
 
 class Model {

@@ -31,8 +31,7 @@ inline constexpr std::string_view kMetadataFile = "__metadata__.json";
 std::uint64_t fnv1a64(std::string_view bytes);
 
 // Steps 1-4 for one name; `reserved` lists the names to avoid (step 3).
-std::string encode_name(std::string_view name,
-                        const std::vector<std::string_view>& reserved);
+std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved);
 
 // Inverse of steps 1-3. Returns false for a hashed (step 4) name, which
 // cannot be decoded (the exact name is in user.stfs.name), or for text that

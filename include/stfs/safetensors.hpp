@@ -25,17 +25,17 @@ namespace stfs {
 // The rule a file broke. Values 1-7 are the reference's steps; the rest
 // are the stricter checks of SAFETENSORS.md §7 and stfs's own limits.
 enum class Rule : std::uint8_t {
-  kHeaderTooSmall = 1,         // step 1: file shorter than 8 bytes
-  kHeaderTooLarge,             // step 2: N > 100,000,000 (or the configured cap)
-  kInvalidHeaderLength,        // step 3: 8 + N past the end of the file
-  kInvalidUtf8,                // step 4
-  kInvalidJson,                // step 5: syntax, types, fields, depth, duplicates
-  kInvalidOffset,              // step 6a: hole, overlap or end < begin
-  kValidationOverflow,         // step 6b/6c: shape product or bit count overflows
-  kMisalignedSlice,            // step 6d: bits not a multiple of 8
-  kTensorInvalidInfo,          // step 6e: byte length does not match shape
-  kMetadataIncompleteBuffer,   // step 7: data does not end exactly at EOF
-  kTooManyTensors,             // stfs limit (-o max_tensors=)
+  kHeaderTooSmall = 1,        // step 1: file shorter than 8 bytes
+  kHeaderTooLarge,            // step 2: N > 100,000,000 (or the configured cap)
+  kInvalidHeaderLength,       // step 3: 8 + N past the end of the file
+  kInvalidUtf8,               // step 4
+  kInvalidJson,               // step 5: syntax, types, fields, depth, duplicates
+  kInvalidOffset,             // step 6a: hole, overlap or end < begin
+  kValidationOverflow,        // step 6b/6c: shape product or bit count overflows
+  kMisalignedSlice,           // step 6d: bits not a multiple of 8
+  kTensorInvalidInfo,         // step 6e: byte length does not match shape
+  kMetadataIncompleteBuffer,  // step 7: data does not end exactly at EOF
+  kTooManyTensors,            // stfs limit (-o max_tensors=)
 };
 
 // Stable short name of a rule ("InvalidOffset"), as the reference spells it.
@@ -101,8 +101,7 @@ Result<std::uint64_t, ParseError> parse_header_length(std::string_view prefix,
                                                       const Limits& limits = {});
 
 // Steps 4-7 on the N header bytes, for a file of `file_size` bytes.
-Result<Header, ParseError> parse_header_json(std::string_view json,
-                                             std::uint64_t file_size,
+Result<Header, ParseError> parse_header_json(std::string_view json, std::uint64_t file_size,
                                              const Limits& limits = {});
 
 // Readable bytes the JSON parser needs past the end of the header text.
@@ -110,8 +109,7 @@ inline constexpr std::size_t kJsonPadding = 64;
 
 // As parse_header_json, without a copy: `json` must be followed by at least
 // kJsonPadding readable bytes (their values do not matter).
-Result<Header, ParseError> parse_header_json_padded(std::string_view json,
-                                                    std::uint64_t file_size,
+Result<Header, ParseError> parse_header_json_padded(std::string_view json, std::uint64_t file_size,
                                                     const Limits& limits = {});
 
 // A reusable parser: keeps the JSON parser's buffers between headers, which
@@ -135,8 +133,7 @@ class HeaderParser {
 
 // Steps 1-7. `file_start` holds at least the first min(file_size, 8 + N)
 // bytes of the file (the whole file is fine); `file_size` is the real size.
-Result<Header, ParseError> parse_header(std::string_view file_start,
-                                        std::uint64_t file_size,
+Result<Header, ParseError> parse_header(std::string_view file_start, std::uint64_t file_size,
                                         const Limits& limits = {});
 
 // Dtypes present, sorted by spelling and joined by ',' ("BF16,F32").

@@ -23,13 +23,14 @@ TEST(CheckCli, ValidFilePrintsOkLineAndExitsZero) {
 
 TEST(CheckCli, InvalidFileNamesTheRuleAndExitsTwo) {
   TempDir dir;
-  std::string bad = dir.write("bad.safetensors",
-                              st_bytes(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
-                                       "abc"));
+  std::string bad =
+      dir.write("bad.safetensors",
+                st_bytes(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})", "abc"));
   auto r = run({STFS_BIN, "--check", bad});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.out, "INVALID " + bad + ": invalid offset for tensor `w`: [1, 3) does not start "
-                                      "at 0 [InvalidOffset]\n");
+  EXPECT_EQ(r.out, "INVALID " + bad +
+                       ": invalid offset for tensor `w`: [1, 3) does not start "
+                       "at 0 [InvalidOffset]\n");
 }
 
 TEST(CheckCli, MixedFilesPrintOneLineEachInOrder) {
@@ -41,8 +42,8 @@ TEST(CheckCli, MixedFilesPrintOneLineEachInOrder) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "OK " + ok + ": 0 tensors ()\n" + "INVALID " + small +
                        ": header too small: file has 3 bytes, fewer than 8 [HeaderTooSmall]\n" +
-                       "INVALID " + missing + ": cannot open: No such file or directory\n" +
-                       "OK " + ok + ": 0 tensors ()\n");
+                       "INVALID " + missing + ": cannot open: No such file or directory\n" + "OK " +
+                       ok + ": 0 tensors ()\n");
 }
 
 TEST(CheckCli, DirectoryIsInvalid) {
@@ -77,8 +78,8 @@ TEST(CheckCli, HelpAndVersion) {
 }
 
 TEST(CheckCli, EveryCorpusFileIsOk) {
-  std::string dir = std::getenv("STFS_CORPUS_DIR") ? std::getenv("STFS_CORPUS_DIR")
-                                                    : STFS_CORPUS_DIR;
+  std::string dir =
+      std::getenv("STFS_CORPUS_DIR") ? std::getenv("STFS_CORPUS_DIR") : STFS_CORPUS_DIR;
   if (!std::filesystem::exists(dir)) {
     const char* req = std::getenv("STFS_REQUIRE_CORPUS");
     if (req && std::string(req) == "1") FAIL() << "corpus missing at " << dir;

@@ -28,9 +28,8 @@ Result<Header, ParseError> parse(const std::string& bytes, const Limits& limits 
   auto r = parse(bytes);
   if (r) return ::testing::AssertionFailure() << "accepted, expected " << rule_name(rule);
   if (r.error().rule != rule) {
-    return ::testing::AssertionFailure() << "rule " << rule_name(r.error().rule)
-                                         << " (" << r.error().message << "), expected "
-                                         << rule_name(rule);
+    return ::testing::AssertionFailure() << "rule " << rule_name(r.error().rule) << " ("
+                                         << r.error().message << "), expected " << rule_name(rule);
   }
   if (r.error().message.find(needle) == std::string::npos) {
     return ::testing::AssertionFailure()
@@ -42,8 +41,8 @@ Result<Header, ParseError> parse(const std::string& bytes, const Limits& limits 
 ::testing::AssertionResult Accepts(const std::string& bytes) {
   auto r = parse(bytes);
   if (!r) {
-    return ::testing::AssertionFailure() << "rejected: " << r.error().message << " ["
-                                         << rule_name(r.error().rule) << "]";
+    return ::testing::AssertionFailure()
+           << "rejected: " << r.error().message << " [" << rule_name(r.error().rule) << "]";
   }
   return ::testing::AssertionSuccess();
 }
@@ -78,8 +77,8 @@ TEST(Step1HeaderTooSmall, HeaderLengthOne) {
 
 // ---- step 2: N <= 100,000,000, before the file size ----
 TEST(Step2HeaderTooLarge, JustOverTheLimitIsRejectedBeforeTheFileSize) {
-  EXPECT_TRUE(Rejects(st_bytes_with_len(100'000'001, "{}", ""), Rule::kHeaderTooLarge,
-                      "header too large"));
+  EXPECT_TRUE(
+      Rejects(st_bytes_with_len(100'000'001, "{}", ""), Rule::kHeaderTooLarge, "header too large"));
   EXPECT_TRUE(Rejects(st_bytes_with_len(kMaxU64, "{}", ""), Rule::kHeaderTooLarge));
   // Exactly the limit passes step 2 and fails step 3 on this small file.
   EXPECT_TRUE(Rejects(st_bytes_with_len(100'000'000, "{}", ""), Rule::kInvalidHeaderLength));
@@ -96,8 +95,8 @@ TEST(Step2HeaderTooLarge, ConfigurableCap) {
 
 // ---- step 3: 8 + N <= file length ----
 TEST(Step3InvalidHeaderLength, PastTheEndOfFile) {
-  EXPECT_TRUE(Rejects(st_bytes_with_len(3, "{}", ""), Rule::kInvalidHeaderLength,
-                      "invalid header length"));
+  EXPECT_TRUE(
+      Rejects(st_bytes_with_len(3, "{}", ""), Rule::kInvalidHeaderLength, "invalid header length"));
   EXPECT_TRUE(Rejects(st_bytes_with_len(1000, "{}", ""), Rule::kInvalidHeaderLength));
   EXPECT_TRUE(Accepts(st_bytes_with_len(2, "{}", "")));
 }
@@ -105,8 +104,8 @@ TEST(Step3InvalidHeaderLength, PastTheEndOfFile) {
 // ---- step 4: UTF-8, padding included ----
 TEST(Step4InvalidUtf8, BadBytesAnywhereInTheHeader) {
   for (const char* bad : {"\xff", "\xC0\xAF", "\xED\xA0\x80", "\xE2\x82", "\x80"}) {
-    EXPECT_TRUE(Rejects(st_bytes(std::string("{}") + bad), Rule::kInvalidUtf8,
-                        "invalid UTF-8 in header"));
+    EXPECT_TRUE(
+        Rejects(st_bytes(std::string("{}") + bad), Rule::kInvalidUtf8, "invalid UTF-8 in header"));
     EXPECT_TRUE(Rejects(st_bytes(std::string(R"({"__metadata__":{"a":")") + bad + "\"}}"),
                         Rule::kInvalidUtf8));
   }
@@ -125,19 +124,19 @@ TEST(Step4InvalidUtf8, MultibyteNamesAreFine) {
 // ---- step 5: JSON ----
 TEST(Step5InvalidJson, SyntaxAndShape) {
   for (const char* h : {R"({"a":})", R"({"a")", R"([])", R"("s")", "null", "1",
-                        R"({"t":{"dtype":"U8","shape":[],"data_offsets":[0,1]},})", "{} {}",
-                        "{}x", "{}]", "{,}", "{'a':1}"}) {
-    EXPECT_TRUE(Rejects(st_bytes(h, "x"), Rule::kInvalidJson, "invalid JSON in header"))
-        << h;
+                        R"({"t":{"dtype":"U8","shape":[],"data_offsets":[0,1]},})", "{} {}", "{}x",
+                        "{}]", "{,}", "{'a':1}"}) {
+    EXPECT_TRUE(Rejects(st_bytes(h, "x"), Rule::kInvalidJson, "invalid JSON in header")) << h;
   }
 }
 
 TEST(Step5InvalidJson, WhitespaceAroundTheObjectIsAccepted) {
   EXPECT_TRUE(Accepts(st_bytes(" \t\r\n{}")));
   EXPECT_TRUE(Accepts(st_bytes("{}   \n\t")));
-  EXPECT_TRUE(Accepts(st_bytes("\n  {\"t\":{\"dtype\":\"U8\",\"shape\":[1],"
-                               "\"data_offsets\":[0,1]}}  ",
-                               "x")));
+  EXPECT_TRUE(
+      Accepts(st_bytes("\n  {\"t\":{\"dtype\":\"U8\",\"shape\":[1],"
+                       "\"data_offsets\":[0,1]}}  ",
+                       "x")));
 }
 
 TEST(Step5InvalidJson, NulPaddingAndByteOrderMarkAreRejected) {
@@ -157,17 +156,17 @@ TEST(Step5InvalidJson, MissingFields) {
 }
 
 TEST(Step5InvalidJson, WrongTypes) {
-  for (const char* e : {R"("x")", "[]", "null", "1",
-                        R"({"dtype":5,"shape":[1],"data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":"1","data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":{"a":1},"data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":[1],"data_offsets":"0,1"})",
-                        R"({"dtype":"U8","shape":[[1]],"data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":[true],"data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":[null],"data_offsets":[0,1]})",
-                        R"({"dtype":"U8","shape":[1],"data_offsets":[0]})",
-                        R"({"dtype":"U8","shape":[1],"data_offsets":[0,1,1]})",
-                        R"({"dtype":"U8","shape":[1],"data_offsets":[]})"}) {
+  for (const char* e :
+       {R"("x")", "[]", "null", "1", R"({"dtype":5,"shape":[1],"data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":"1","data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":{"a":1},"data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":[1],"data_offsets":"0,1"})",
+        R"({"dtype":"U8","shape":[[1]],"data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":[true],"data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":[null],"data_offsets":[0,1]})",
+        R"({"dtype":"U8","shape":[1],"data_offsets":[0]})",
+        R"({"dtype":"U8","shape":[1],"data_offsets":[0,1,1]})",
+        R"({"dtype":"U8","shape":[1],"data_offsets":[]})"}) {
     EXPECT_TRUE(Rejects(one(e, "x"), Rule::kInvalidJson)) << e;
   }
 }
@@ -175,15 +174,14 @@ TEST(Step5InvalidJson, WrongTypes) {
 TEST(Step5InvalidJson, IntegersMustBeExactUnsigned64) {
   for (const char* n : {"-1", "-0", "4.0", "4e0", "4E0", "0.5", "01", "00", "1.", "+1",
                         "18446744073709551616", "99999999999999999999", "\"1\"", "0x1"}) {
-    std::string e = std::string(R"({"dtype":"U8","shape":[)") + n +
-                    R"(],"data_offsets":[0,0]})";
+    std::string e = std::string(R"({"dtype":"U8","shape":[)") + n + R"(],"data_offsets":[0,0]})";
     EXPECT_TRUE(Rejects(one(e, ""), Rule::kInvalidJson)) << n;
     std::string o = std::string(R"({"dtype":"U8","shape":[0],"data_offsets":[0,)") + n + "]}";
     EXPECT_TRUE(Rejects(one(o, ""), Rule::kInvalidJson)) << n;
   }
   // Neighbours: the largest value, exactly, with a zero dimension.
-  auto r = parse(one(R"({"dtype":"U8","shape":[0,18446744073709551615],"data_offsets":[0,0]})",
-                     ""));
+  auto r =
+      parse(one(R"({"dtype":"U8","shape":[0,18446744073709551615],"data_offsets":[0,0]})", ""));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(vec(r->tensors[0].shape), (std::vector<std::uint64_t>{0, kMaxU64}));
   // 2^53 + 1 would lose its last digit through double.
@@ -220,7 +218,8 @@ TEST(Step5InvalidJson, StringsMustBeValidUnicode) {
   EXPECT_TRUE(Rejects(st_bytes("{\"a\x01\":{\"dtype\":\"U8\",\"shape\":[0],"
                                "\"data_offsets\":[0,0]}}"),
                       Rule::kInvalidJson));
-  auto r = parse(st_bytes(R"({"\ud83d\ude00\u0001\"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})"));
+  auto r = parse(
+      st_bytes(R"({"\ud83d\ude00\u0001\"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})"));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->tensors[0].name, "\xF0\x9F\x98\x80\x01\"");
 }
@@ -245,8 +244,8 @@ TEST(Step5InvalidJson, DepthBombsAreRefusedWithoutCrashing) {
                               std::string(static_cast<std::size_t>(n), '[') + "}",
                           "x");
     EXPECT_TRUE(Rejects(with_extra, Rule::kInvalidJson)) << n;
-    EXPECT_TRUE(Rejects(st_bytes(std::string(static_cast<std::size_t>(n), '{')),
-                        Rule::kInvalidJson));
+    EXPECT_TRUE(
+        Rejects(st_bytes(std::string(static_cast<std::size_t>(n), '{')), Rule::kInvalidJson));
     EXPECT_TRUE(Rejects(st_bytes(nested(n)), Rule::kInvalidJson));
   }
 }
@@ -255,12 +254,11 @@ TEST(Step5InvalidJson, UnknownFieldsAreValidatedAndIgnored) {
   EXPECT_TRUE(Accepts(one(
       R"({"dtype":"U8","extra":{"a":[1,-2.5e3,true,false,null,"s\n"],"b":{}},"shape":[1],"data_offsets":[0,1],"z":[]})",
       "x")));
-  for (const char* bad : {"NaN", "Infinity", "-", "1.e", "tru", "nul", "\"\\x\"", "[1,]",
-                          "{\"a\"}", "01", "1e400", "'s'"}) {
-    EXPECT_TRUE(Rejects(one(std::string(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)") +
-                                bad + "}",
-                            "x"),
-                        Rule::kInvalidJson))
+  for (const char* bad : {"NaN", "Infinity", "-", "1.e", "tru", "nul", "\"\\x\"", "[1,]", "{\"a\"}",
+                          "01", "1e400", "'s'"}) {
+    EXPECT_TRUE(Rejects(
+        one(std::string(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)") + bad + "}", "x"),
+        Rule::kInvalidJson))
         << bad;
   }
 }
@@ -279,47 +277,45 @@ TEST(Step5InvalidJson, MetadataMustBeStringsOrNull) {
   EXPECT_EQ(r->metadata[0], (std::pair<std::string, std::string>{"", ""}));
   EXPECT_EQ(r->metadata[1], (std::pair<std::string, std::string>{"b", "\xC3\xA9\"x"}));
   EXPECT_EQ(r->metadata[2], (std::pair<std::string, std::string>{"format", "pt"}));
-  for (const char* m : {R"({"a":1})", R"({"a":null})", R"({"a":["x"]})", R"({"a":{}})",
-                        R"(["a"])", R"("pt")", "1", "true"}) {
-    EXPECT_TRUE(Rejects(st_bytes(std::string(R"({"__metadata__":)") + m + "}"),
-                        Rule::kInvalidJson))
+  for (const char* m : {R"({"a":1})", R"({"a":null})", R"({"a":["x"]})", R"({"a":{}})", R"(["a"])",
+                        R"("pt")", "1", "true"}) {
+    EXPECT_TRUE(Rejects(st_bytes(std::string(R"({"__metadata__":)") + m + "}"), Rule::kInvalidJson))
         << m;
   }
 }
 
 TEST(Step5InvalidJson, TensorNamedMetadataCannotExist) {
-  EXPECT_TRUE(Rejects(st_bytes(
-                          R"({"__metadata__":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
-                          "x"),
-                      Rule::kInvalidJson));
+  EXPECT_TRUE(
+      Rejects(st_bytes(R"({"__metadata__":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x"),
+              Rule::kInvalidJson));
   // Not the exact key: an ordinary tensor.
-  EXPECT_TRUE(Accepts(st_bytes(
-      R"({"__Metadata__":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x")));
+  EXPECT_TRUE(Accepts(
+      st_bytes(R"({"__Metadata__":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x")));
 }
 
 // ---- §7.1: duplicate keys everywhere ----
 TEST(Section7Duplicates, DuplicateMetadataKeyAndEntryFields) {
   EXPECT_TRUE(Rejects(st_bytes(R"({"__metadata__":{},"__metadata__":{}})"), Rule::kInvalidJson,
                       "duplicate"));
-  EXPECT_TRUE(Rejects(st_bytes(R"({"__metadata__":null,"__metadata__":null})"),
-                      Rule::kInvalidJson));
+  EXPECT_TRUE(
+      Rejects(st_bytes(R"({"__metadata__":null,"__metadata__":null})"), Rule::kInvalidJson));
   EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]})", "x"),
                       Rule::kInvalidJson, "duplicate field `dtype`"));
   EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[1],"shape":[1],"data_offsets":[0,1]})", "x"),
                       Rule::kInvalidJson, "duplicate"));
-  EXPECT_TRUE(Rejects(
-      one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"data_offsets":[0,1]})", "x"),
-      Rule::kInvalidJson, "duplicate"));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"data_offsets":[0,1]})", "x"),
+              Rule::kInvalidJson, "duplicate"));
   EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1,"x":2})", "x"),
                       Rule::kInvalidJson, "duplicate"));
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{"a":1,"a":1}})",
-                          "x"),
-                      Rule::kInvalidJson, "duplicate"));
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","\u0064type":"U8","shape":[1],"data_offsets":[0,1]})",
-                          "x"),
-                      Rule::kInvalidJson, "duplicate"));
-  EXPECT_TRUE(Accepts(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{"a":1,"b":1}})",
-                          "x")));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{"a":1,"a":1}})", "x"),
+              Rule::kInvalidJson, "duplicate"));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","\u0064type":"U8","shape":[1],"data_offsets":[0,1]})", "x"),
+              Rule::kInvalidJson, "duplicate"));
+  EXPECT_TRUE(
+      Accepts(one(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{"a":1,"b":1}})", "x")));
 }
 
 TEST(Section7Duplicates, DuplicateTensorNamesAfterUnescaping) {
@@ -327,19 +323,18 @@ TEST(Section7Duplicates, DuplicateTensorNamesAfterUnescaping) {
   // The reference keeps the last of two identical entries; we refuse.
   EXPECT_TRUE(Rejects(st_bytes(std::string(R"({"w":)") + entry + R"(,"w":)" + entry + "}", "x"),
                       Rule::kInvalidJson, "duplicate tensor name `w`"));
-  EXPECT_TRUE(Rejects(st_bytes(std::string(R"({"w":)") + entry + R"(,"\u0077":)" + entry + "}",
-                               "x"),
-                      Rule::kInvalidJson, "duplicate tensor name"));
-  EXPECT_TRUE(Accepts(st_bytes(std::string(R"({"w":)") + entry +
-                                   R"(,"W":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
-                               "xy")));
+  EXPECT_TRUE(
+      Rejects(st_bytes(std::string(R"({"w":)") + entry + R"(,"\u0077":)" + entry + "}", "x"),
+              Rule::kInvalidJson, "duplicate tensor name"));
+  EXPECT_TRUE(Accepts(st_bytes(
+      std::string(R"({"w":)") + entry + R"(,"W":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+      "xy")));
 }
 
 TEST(Section7Duplicates, DuplicateKeysInMetadata) {
   EXPECT_TRUE(Rejects(st_bytes(R"({"__metadata__":{"a":"1","a":"2"}})"), Rule::kInvalidJson,
                       "duplicate key `a` in __metadata__"));
-  EXPECT_TRUE(Rejects(st_bytes(R"({"__metadata__":{"a":"1","\u0061":"1"}})"),
-                      Rule::kInvalidJson));
+  EXPECT_TRUE(Rejects(st_bytes(R"({"__metadata__":{"a":"1","\u0061":"1"}})"), Rule::kInvalidJson));
   EXPECT_TRUE(Accepts(st_bytes(R"({"__metadata__":{"a":"1","A":"2"}})")));
 }
 
@@ -364,22 +359,21 @@ TEST(Step6InvalidOffset, HolesOverlapsAndAliasing) {
   EXPECT_TRUE(Accepts(two("[0,2]", "[2,4]", "abcd")));
   EXPECT_TRUE(Accepts(two("[2,4]", "[0,2]", "abcd")));  // out of JSON order, contiguous
   EXPECT_TRUE(Rejects(two("[1,3]", "[3,5]", "abcde"), Rule::kInvalidOffset,
-                      "invalid offset for tensor `a`"));           // does not start at 0
+                      "invalid offset for tensor `a`"));  // does not start at 0
   EXPECT_TRUE(Rejects(two("[0,2]", "[3,5]", "abcde"), Rule::kInvalidOffset, "`b`"));  // hole
   EXPECT_TRUE(Rejects(two("[0,2]", "[1,3]", "abc"), Rule::kInvalidOffset, "`b`"));    // overlap
   EXPECT_TRUE(Rejects(two("[0,2]", "[0,2]", "ab"), Rule::kInvalidOffset));            // alias
   EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[0],"data_offsets":[1,0]})", "x"),
-                      Rule::kInvalidOffset));                                         // end<begin
+                      Rule::kInvalidOffset));  // end<begin
 }
 
 TEST(Step6InvalidOffset, EmptyTensorsAtAnyBoundary) {
-  auto f = st_bytes(
-      R"({"e0":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
-      R"("e1":{"dtype":"F32","shape":[3,0],"data_offsets":[0,0]},)"
-      R"("a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
-      R"("e2":{"dtype":"BF16","shape":[0,5],"data_offsets":[2,2]},)"
-      R"("e3":{"dtype":"F4","shape":[0],"data_offsets":[2,2]}})",
-      "ab");
+  auto f = st_bytes(R"({"e0":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                    R"("e1":{"dtype":"F32","shape":[3,0],"data_offsets":[0,0]},)"
+                    R"("a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                    R"("e2":{"dtype":"BF16","shape":[0,5],"data_offsets":[2,2]},)"
+                    R"("e3":{"dtype":"F4","shape":[0],"data_offsets":[2,2]}})",
+                    "ab");
   auto r = parse(f);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->tensors.size(), 5u);
@@ -395,25 +389,27 @@ TEST(Step6InvalidOffset, EmptyTensorsAtAnyBoundary) {
 }
 
 TEST(Step6ValidationOverflow, LeftToRightProduct) {
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[18446744073709551615,18446744073709551615,0],"data_offsets":[0,0]})",
-                          ""),
-                      Rule::kValidationOverflow));
-  EXPECT_TRUE(Accepts(one(R"({"dtype":"U8","shape":[0,18446744073709551615,18446744073709551615],"data_offsets":[0,0]})",
-                          "")));
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})",
-                          ""),
-                      Rule::kValidationOverflow));
+  EXPECT_TRUE(Rejects(
+      one(R"({"dtype":"U8","shape":[18446744073709551615,18446744073709551615,0],"data_offsets":[0,0]})",
+          ""),
+      Rule::kValidationOverflow));
+  EXPECT_TRUE(Accepts(one(
+      R"({"dtype":"U8","shape":[0,18446744073709551615,18446744073709551615],"data_offsets":[0,0]})",
+      "")));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})", ""),
+              Rule::kValidationOverflow));
 }
 
 TEST(Step6ValidationOverflow, CountedInBits) {
   // 2^61 bytes fit in 64 bits; 2^64 bits do not.
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[2305843009213693952],"data_offsets":[0,0]})",
-                          ""),
-                      Rule::kValidationOverflow, "bit count"));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[2305843009213693952],"data_offsets":[0,0]})", ""),
+              Rule::kValidationOverflow, "bit count"));
   // 2^61 - 1 bytes: bits fit, the size does not match this small file.
-  EXPECT_TRUE(Rejects(one(R"({"dtype":"U8","shape":[2305843009213693951],"data_offsets":[0,1]})",
-                          "x"),
-                      Rule::kTensorInvalidInfo));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[2305843009213693951],"data_offsets":[0,1]})", "x"),
+              Rule::kTensorInvalidInfo));
 }
 
 TEST(Step6MisalignedSlice, SubByteTypesCountBits) {
@@ -427,19 +423,18 @@ TEST(Step6MisalignedSlice, SubByteTypesCountBits) {
   EXPECT_TRUE(Accepts(one(R"({"dtype":"F4","shape":[2,3],"data_offsets":[0,3]})", "abc")));
   EXPECT_TRUE(Accepts(one(R"({"dtype":"F4","shape":[2],"data_offsets":[0,1]})", "a")));
   EXPECT_TRUE(Accepts(one(R"({"dtype":"F6_E2M3","shape":[4],"data_offsets":[0,3]})", "abc")));
-  EXPECT_TRUE(Accepts(one(R"({"dtype":"F6_E3M2","shape":[2,2,2],"data_offsets":[0,6]})",
-                          "abcdef")));
+  EXPECT_TRUE(
+      Accepts(one(R"({"dtype":"F6_E3M2","shape":[2,2,2],"data_offsets":[0,6]})", "abcdef")));
   EXPECT_TRUE(Rejects(one(R"({"dtype":"F6_E3M2","shape":[4],"data_offsets":[0,4]})", "abcd"),
                       Rule::kTensorInvalidInfo));
 }
 
 TEST(Step6TensorInvalidInfo, EveryDtypeWithRightAndWrongSizes) {
   const std::pair<const char*, unsigned> dtypes[] = {
-      {"BOOL", 8},    {"U8", 8},          {"I8", 8},          {"F8_E5M2", 8},
-      {"F8_E4M3", 8}, {"F8_E8M0", 8},     {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
-      {"I16", 16},    {"U16", 16},        {"F16", 16},        {"BF16", 16},
-      {"I32", 32},    {"U32", 32},        {"F32", 32},        {"I64", 64},
-      {"U64", 64},    {"F64", 64},        {"C64", 64},        {"F6_E2M3", 6},
+      {"BOOL", 8},    {"U8", 8},          {"I8", 8},          {"F8_E5M2", 8}, {"F8_E4M3", 8},
+      {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16},    {"U16", 16},
+      {"F16", 16},    {"BF16", 16},       {"I32", 32},        {"U32", 32},    {"F32", 32},
+      {"I64", 64},    {"U64", 64},        {"F64", 64},        {"C64", 64},    {"F6_E2M3", 6},
       {"F6_E3M2", 6}, {"F4", 4},
   };
   for (auto [d, bits] : dtypes) {
@@ -486,8 +481,8 @@ TEST(Step7MetadataIncompleteBuffer, ChainEndNearTwoToThe64DoesNotWrap) {
   for (int i = 0; i < 8; ++i) {
     if (i) h += ",";
     h += "\"t" + std::to_string(i) + R"(":{"dtype":"U8","shape":[)" + std::to_string(step) +
-         R"(],"data_offsets":[)" + std::to_string(step * i) + "," +
-         std::to_string(step * (i + 1)) + "]}";
+         R"(],"data_offsets":[)" + std::to_string(step * i) + "," + std::to_string(step * (i + 1)) +
+         "]}";
   }
   h += "}";
   EXPECT_TRUE(Rejects(st_bytes(h), Rule::kMetadataIncompleteBuffer));
