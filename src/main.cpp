@@ -1,5 +1,6 @@
-// The stfs command line: parses arguments, dispatches, maps results to the
-// exit codes of DESIGN.md §1 (0 ok, 1 usage, 2 invalid source, 3 mount failed).
+// The stfs command line: parses arguments, dispatches, and maps results to
+// the exit codes of DESIGN.md §1 (0 ok, 1 usage, 2 invalid source, 3 mount
+// failed).
 #include <getopt.h>
 
 #include <cstdio>
@@ -8,7 +9,9 @@
 #include <vector>
 
 #include "stfs/check.hpp"
+#include "stfs/daemon.hpp"
 #include "stfs/logging.hpp"
+#include "stfs/options.hpp"
 
 #ifndef STFS_VERSION
 #define STFS_VERSION "unknown"
@@ -16,23 +19,30 @@
 
 namespace {
 
-constexpr int kExitUsage = 1;
-
 const char kHelp[] =
     "Usage: stfs [options] SOURCE MOUNTPOINT\n"
     "       stfs --check FILE...\n"
     "       stfs --help | --version\n"
     "\n"
     "Mount a safetensors model file read-only: every tensor becomes a file of\n"
-    "raw bytes, the header and metadata become JSON files.\n"
+    "raw bytes, the header and metadata become __header__.json and\n"
+    "__metadata__.json. Without -f, stfs returns once the mount answers.\n"
+    "Unmount with 'fusermount3 -u MOUNTPOINT'.\n"
     "\n"
     "Options:\n"
+    "  -f             stay in the foreground, log to stderr\n"
+    "  -d             debug logging, including every FUSE request (implies -f)\n"
+    "  -s             serve with one thread\n"
+    "  -o OPT[,OPT]   mount options, below; may be repeated\n"
+    "  -v, --verbose  log more\n"
     "  --check        validate each FILE and print one line per file:\n"
     "                   OK <file>: <n> tensors (<dtypes>)\n"
     "                   INVALID <file>: <reason> [<rule>]\n"
     "  -h, --help     show this help and exit\n"
     "  -V, --version  show the version and exit\n"
-    "  -v, --verbose  log more\n"
+    "\n";
+
+const char kExitCodes[] =
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -40,9 +50,9 @@ const char kHelp[] =
     "  2  a source is not a valid safetensors file\n"
     "  3  the mount failed\n";
 
-int usage_error(const char* msg) {
-  std::fprintf(stderr, "stfs: %s\nTry 'stfs --help' for more information.\n", msg);
-  return kExitUsage;
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "stfs: %s\nTry 'stfs --help' for more information.\n", msg.c_str());
+  return stfs::kExitUsage;
 }
 
 }  // namespace
@@ -56,28 +66,46 @@ int main(int argc, char** argv) {
       {"verbose", no_argument, nullptr, 'v'},
       {nullptr, 0, nullptr, 0},
   };
-  bool check = false, verbose = false;
+  bool check = false;
+  stfs::MountOptions mo;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "+hVv", kLong, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "+hVvfdso:", kLong, nullptr)) != -1) {
     switch (c) {
       case kOptCheck: check = true; break;
-      case 'h': std::fputs(kHelp, stdout); return 0;
+      case 'h':
+        std::fputs(kHelp, stdout);
+        std::fputs(stfs::mount_options_help().data(), stdout);
+        std::fputs(kExitCodes, stdout);
+        return 0;
       case 'V': std::printf("stfs %s\n", STFS_VERSION); return 0;
-      case 'v': verbose = true; break;
+      case 'v': mo.verbose = true; break;
+      case 'f': mo.foreground = true; break;
+      case 'd': mo.debug = mo.foreground = true; break;
+      case 's': mo.single_thread = true; break;
+      case 'o':
+        if (auto r = stfs::apply_mount_options(optarg, mo); !r) {
+          return usage_error(r.error().message);
+        }
+        break;
       default: {
-        std::string msg = "unknown option '";
-        msg += optopt ? std::string(1, static_cast<char>(optopt)) : argv[optind - 1];
-        msg += "'";
-        return usage_error(msg.c_str());
+        if (optopt == 'o') return usage_error("option '-o' needs an argument");
+        std::string opt = optopt ? std::string("-") + static_cast<char>(optopt) : argv[optind - 1];
+        return usage_error("unknown option '" + opt + "'");
       }
     }
   }
-  stfs::init_logging(stfs::LogTarget::kStderr, verbose, false);
+  stfs::init_logging(stfs::LogTarget::kStderr, mo.verbose, mo.debug);
   std::vector<std::string> args(argv + optind, argv + argc);
   if (check) {
     if (args.empty()) return usage_error("--check needs at least one FILE");
-    return stfs::run_check(args, stdout);
+    return stfs::run_check(args, stdout, mo.limits);
   }
-  return usage_error("missing --check (mounting is not available in this build yet)");
+  if (args.size() != 2) {
+    return usage_error(args.size() < 2 ? "missing SOURCE or MOUNTPOINT"
+                                       : "too many arguments: expected SOURCE MOUNTPOINT");
+  }
+  mo.source = args[0];
+  mo.mountpoint = args[1];
+  return stfs::run_mount(std::move(mo));
 }

@@ -1,0 +1,103 @@
+// Filesystem: the FUSE-free operations of a mount, over an immutable Tree.
+//
+// Every call returns a value or an errno; fuse_adapter.cpp turns them into
+// replies. Nothing here takes a lock: the tree never changes, and the only
+// mutable state (how much of each source is still intact) is atomic.
+#pragma once
+
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stfs/mapping.hpp"
+#include "stfs/result.hpp"
+#include "stfs/tree.hpp"
+
+namespace stfs {
+
+// Where the bytes of a READ come from: an address in the source mapping
+// (never dereferenced by the daemon) or in a blob.
+struct ReadPlan {
+  const char* data = nullptr;
+  std::size_t size = 0;
+  std::uint32_t model = 0;
+  bool from_source = false;  // true: `data` points into a source mapping
+};
+
+struct DirEntry {
+  std::string_view name;
+  Ino ino;
+  std::uint64_t next_offset;  // the offset to resume after this entry
+};
+
+class Filesystem {
+ public:
+  static Result<std::unique_ptr<Filesystem>> create(Tree tree);
+
+  const Tree& tree() const { return tree_; }
+
+  Result<struct stat> lookup(Ino parent, std::string_view name) const;
+  Result<struct stat> getattr(Ino ino) const;
+  // Checks an open of a file (EISDIR for directories, EROFS for writes).
+  Result<void> open(Ino ino, int flags) const;
+  Result<void> opendir(Ino ino) const;
+
+  // Entries of directory `ino` from `offset` on: 0 is ".", 1 is "..", then
+  // the children in name order. `emit` returns false when the reply is full.
+  template <typename Emit>
+  Result<void> readdir(Ino ino, std::uint64_t offset, Emit&& emit) const;
+
+  // Clamps [offset, offset + size) to the file. EIO if the range lies past
+  // what is left of a truncated source.
+  Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
+  // The kernel could not copy from the mapping of `model` (EFAULT): re-read
+  // the source's size and stop serving what is gone.
+  void source_fault(std::uint32_t model);
+  std::uint64_t intact_size(std::uint32_t model) const {
+    return sources_[model]->intact.load(std::memory_order_relaxed);
+  }
+
+  // Value of xattr `name`; ENODATA if it does not exist.
+  Result<std::string> getxattr(Ino ino, std::string_view name) const;
+  // NUL-separated names.
+  Result<std::string> listxattr(Ino ino) const;
+
+  struct statvfs statfs() const;
+
+ private:
+  struct Source {
+    Mapping map;
+    std::atomic<std::uint64_t> intact{0};  // bytes from 0 still backed by the file
+  };
+  explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}
+
+  Tree tree_;
+  std::vector<std::unique_ptr<Source>> sources_;
+};
+
+template <typename Emit>
+Result<void> Filesystem::readdir(Ino ino, std::uint64_t offset, Emit&& emit) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(Error{ENOENT, "no such inode"});
+  if (n->kind != NodeKind::kDir) return unexpected(Error{ENOTDIR, "not a directory"});
+  const std::uint64_t total = n->child_count + 2;
+  for (std::uint64_t off = offset; off < total; ++off) {
+    DirEntry e;
+    if (off == 0) {
+      e = {".", ino, 1};
+    } else if (off == 1) {
+      e = {"..", n->parent, 2};
+    } else {
+      Ino child = n->first_child + (off - 2);
+      e = {tree_.node(child)->name, child, off + 1};
+    }
+    if (!emit(e)) break;
+  }
+  return {};
+}
+
+}  // namespace stfs

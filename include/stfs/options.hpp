@@ -1,0 +1,43 @@
+// Mount options: the command line of a mount, parsed and checked before
+// anything is opened (DESIGN.md §1).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stfs/result.hpp"
+#include "stfs/safetensors.hpp"
+#include "stfs/tree.hpp"
+
+namespace stfs {
+
+struct MountOptions {
+  std::string source;
+  std::string mountpoint;
+  bool foreground = false;     // -f
+  bool debug = false;          // -d (implies -f)
+  bool single_thread = false;  // -s
+  bool verbose = false;        // -v
+  bool rw_requested = false;   // "rw" was given; the mount is read-only anyway
+  unsigned threads = 8;        // -o threads=N: most worker threads of the loop
+  // -o read_ahead_kb=N|off: the mount's readahead when running as root.
+  std::optional<unsigned> read_ahead_kb = 1024;
+  AttrOptions attr;    // -o uid=, gid=, umask=
+  Limits limits;       // -o max_header=, max_tensors=
+  std::string fsname;  // -o fsname= (default: the source path)
+  // FUSE and mount options handed to libfuse as they are (allow_other...).
+  std::vector<std::string> fuse_options;
+  // Options accepted but ignored, for -v to report.
+  std::vector<std::string> dropped;
+};
+
+// Applies one comma-separated -o list. Fails (EINVAL) on an unknown or
+// malformed option, naming it.
+Result<void> apply_mount_options(std::string_view list, MountOptions& opts);
+
+// The help text for -o options, for --help.
+std::string_view mount_options_help();
+
+}  // namespace stfs

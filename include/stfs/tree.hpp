@@ -1,0 +1,88 @@
+// Tree: the immutable namespace of a mount (DESIGN.md §2, §5).
+//
+// Inode numbering. Inodes are dense: 1 is the root, and the children of
+// every directory get consecutive numbers, sorted by file name, assigned
+// breadth first. So a directory's children are one inode range (lookup is a
+// binary search in it, readdir offsets are positions in it), and the same
+// source always gets the same numbers. The tree is complete before the
+// mount appears and never changes afterwards, so readers take no lock.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stfs/model.hpp"
+#include "stfs/result.hpp"
+
+namespace stfs {
+
+using Ino = std::uint64_t;
+inline constexpr Ino kRootIno = 1;
+
+enum class NodeKind : std::uint8_t {
+  kDir,
+  kTensor,  // bytes of a source file range
+  kBlob,    // bytes held in memory (the JSON files)
+};
+
+struct Node {
+  std::string name;  // file name in the parent; empty for the root
+  Ino parent = kRootIno;
+  NodeKind kind = NodeKind::kDir;
+  std::uint32_t model = 0;   // kTensor: index into Tree::models()
+  std::uint32_t index = 0;   // kTensor: index into header().tensors; kBlob: into blobs
+  std::uint64_t offset = 0;  // kTensor: absolute offset of the first byte in the source
+  std::uint64_t size = 0;    // bytes (files)
+  Ino first_child = 0;       // kDir: children are [first_child, first_child + child_count)
+  std::uint64_t child_count = 0;
+};
+
+// What the owner-related mount options override.
+struct AttrOptions {
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  mode_t umask = 0;
+};
+
+class Tree {
+ public:
+  // One model at the root: __header__.json, __metadata__.json and one file
+  // per tensor. Fails with EEXIST when two tensor names map to one file name.
+  static Result<Tree> for_model(Model model, const AttrOptions& attr = {});
+
+  std::size_t node_count() const { return nodes_.size(); }
+  // nullptr if `ino` is out of range.
+  const Node* node(Ino ino) const {
+    return ino >= 1 && ino <= nodes_.size() ? &nodes_[ino - 1] : nullptr;
+  }
+  // The child of directory `parent` named `name`, or 0.
+  Ino find_child(Ino parent, std::string_view name) const;
+
+  const std::vector<Model>& models() const { return models_; }
+  const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
+  const TensorInfo& tensor(const Node& n) const {
+    return models_[n.model].header().tensors[n.index];
+  }
+
+  // stat(2) view of a node: modes and owners from the source (DESIGN.md §2).
+  struct stat attr(Ino ino) const;
+  // Sum of all file sizes, for statfs.
+  std::uint64_t total_bytes() const { return total_bytes_; }
+
+  static constexpr blksize_t kBlockSize = 1 << 20;
+
+ private:
+  std::vector<Node> nodes_;
+  std::vector<Model> models_;
+  std::vector<std::string> blobs_;
+  AttrOptions attr_;
+  std::uint64_t total_bytes_ = 0;
+};
+
+}  // namespace stfs

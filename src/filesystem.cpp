@@ -1,0 +1,143 @@
+#include "stfs/filesystem.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+#include "stfs/json_writer.hpp"
+#include "stfs/names.hpp"
+
+namespace stfs {
+namespace {
+
+Error err(int e, std::string what) { return Error{e, std::move(what)}; }
+
+constexpr std::array<std::string_view, 5> kXattrs = {"user.stfs.name", "user.stfs.dtype",
+                                                     "user.stfs.shape", "user.stfs.data_offsets",
+                                                     "user.stfs.offset"};
+
+}  // namespace
+
+Result<std::unique_ptr<Filesystem>> Filesystem::create(Tree tree) {
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(tree)));
+  for (const Model& m : fs->tree_.models()) {
+    auto src = std::make_unique<Source>();
+    const auto size = static_cast<std::uint64_t>(m.st().st_size);
+    auto map = Mapping::map(m.fd(), size);
+    if (!map) return unexpected(map.error());
+    src->map = std::move(map).value();
+    src->intact.store(size);
+    fs->sources_.push_back(std::move(src));
+  }
+  return fs;
+}
+
+Result<struct stat> Filesystem::lookup(Ino parent, std::string_view name) const {
+  const Node* dir = tree_.node(parent);
+  if (!dir) return unexpected(err(ENOENT, "no such inode"));
+  if (dir->kind != NodeKind::kDir) return unexpected(err(ENOTDIR, "not a directory"));
+  if (name.size() > kNameMax) return unexpected(err(ENAMETOOLONG, "name too long"));
+  Ino ino = tree_.find_child(parent, name);
+  if (ino == 0) return unexpected(err(ENOENT, "no such file"));
+  return tree_.attr(ino);
+}
+
+Result<struct stat> Filesystem::getattr(Ino ino) const {
+  if (!tree_.node(ino)) return unexpected(err(ENOENT, "no such inode"));
+  return tree_.attr(ino);
+}
+
+Result<void> Filesystem::open(Ino ino, int flags) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(err(ENOENT, "no such inode"));
+  if (n->kind == NodeKind::kDir) return unexpected(err(EISDIR, "is a directory"));
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+    return unexpected(err(EROFS, "read-only filesystem"));
+  }
+  return {};
+}
+
+Result<void> Filesystem::opendir(Ino ino) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(err(ENOENT, "no such inode"));
+  if (n->kind != NodeKind::kDir) return unexpected(err(ENOTDIR, "not a directory"));
+  return {};
+}
+
+Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t size) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(err(ENOENT, "no such inode"));
+  if (n->kind == NodeKind::kDir) return unexpected(err(EISDIR, "is a directory"));
+  ReadPlan plan;
+  if (offset >= n->size) return plan;  // EOF
+  plan.size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
+  if (n->kind == NodeKind::kBlob) {
+    plan.data = tree_.blob(n->index).data() + offset;
+    return plan;
+  }
+  const Source& src = *sources_[n->model];
+  const std::uint64_t begin = n->offset + offset;
+  // A request that reaches past what is left of a truncated source fails
+  // whole: a short read would look like end of file to the reader.
+  if (begin + plan.size > src.intact.load(std::memory_order_relaxed)) {
+    return unexpected(err(EIO, "source truncated"));
+  }
+  plan.data = src.map.data() + begin;
+  plan.model = n->model;
+  plan.from_source = true;
+  return plan;
+}
+
+void Filesystem::source_fault(std::uint32_t model) {
+  Source& src = *sources_[model];
+  struct stat st {};
+  std::uint64_t now = 0;  // if the size cannot be read, serve nothing more
+  if (::fstat(tree_.models()[model].fd(), &st) == 0) now = static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t cur = src.intact.load();
+  // Only ever shrink: a file that grows back may hold other bytes.
+  while (now < cur && !src.intact.compare_exchange_weak(cur, now)) {
+  }
+}
+
+Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(err(ENOENT, "no such inode"));
+  if (n->kind != NodeKind::kTensor) return unexpected(err(ENODATA, "no such attribute"));
+  const TensorInfo& t = tree_.tensor(*n);
+  if (name == kXattrs[0]) return std::string(t.name);
+  if (name == kXattrs[1]) return std::string(dtype_name(t.dtype));
+  if (name == kXattrs[2]) return json_uint_array(t.shape);
+  if (name == kXattrs[3]) {
+    return "[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]";
+  }
+  if (name == kXattrs[4]) return std::to_string(n->offset);
+  return unexpected(err(ENODATA, "no such attribute"));
+}
+
+Result<std::string> Filesystem::listxattr(Ino ino) const {
+  const Node* n = tree_.node(ino);
+  if (!n) return unexpected(err(ENOENT, "no such inode"));
+  std::string out;
+  if (n->kind != NodeKind::kTensor) return out;
+  for (std::string_view x : kXattrs) {
+    out += x;
+    out += '\0';
+  }
+  return out;
+}
+
+struct statvfs Filesystem::statfs() const {
+  struct statvfs s {};
+  s.f_bsize = Tree::kBlockSize;
+  s.f_frsize = 512;
+  s.f_blocks = (tree_.total_bytes() + 511) / 512;
+  s.f_files = tree_.node_count();
+  s.f_namemax = kNameMax;
+  s.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
+  return s;
+}
+
+}  // namespace stfs

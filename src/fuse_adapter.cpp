@@ -1,0 +1,372 @@
+// The FUSE glue: libfuse low-level callbacks over Filesystem. The only file
+// that includes fuse_lowlevel.h.
+//
+// Each callback sends exactly one reply. Callbacks are noexcept: anything
+// thrown becomes ENOMEM or EIO here and never crosses into libfuse. The
+// namespace never changes, so entries and attributes are cached for as long
+// as the kernel will, negative lookups included, and forget is a no-op.
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "stfs/fuse_session.hpp"
+#include "stfs/mountinfo.hpp"
+
+namespace stfs {
+namespace {
+
+// A year: the tree is immutable, so cached entries never go stale.
+constexpr double kForever = 365.0 * 24 * 3600;
+
+struct Context {
+  Filesystem* fs;
+  const MountOptions* opts;
+  std::function<void()> on_ready;
+  std::atomic<bool> fault_logged{false};
+  std::atomic<bool> read_ahead_pending{false};
+};
+
+// Raises the mount's readahead so buffered readers send 1 MiB requests
+// instead of 128 KiB. The kernel lowers the value to the INIT reply's
+// max_readahead when it processes that reply, so this must run after INIT:
+// on the first request that follows it. Any path lookup starts with a
+// LOOKUP or GETATTR, so those two call it. It reads /proc and writes /sys
+// only; it never touches the mountpoint.
+void tune_read_ahead_once(Context& c) {
+  if (!c.read_ahead_pending.load(std::memory_order_relaxed)) return;
+  if (!c.read_ahead_pending.exchange(false)) return;
+  if (auto r = set_read_ahead_kb(c.opts->mountpoint, *c.opts->read_ahead_kb); !r) {
+    spdlog::warn("cannot raise the readahead of {}: {}", c.opts->mountpoint, r.error().message);
+  } else {
+    spdlog::debug("readahead of {} set to {} KiB", c.opts->mountpoint, *c.opts->read_ahead_kb);
+  }
+}
+
+Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
+Filesystem& fs_of(fuse_req_t req) { return *ctx(req).fs; }
+
+// Runs `body`; if it throws, replies with an errno instead.
+template <typename Body>
+void guarded(fuse_req_t req, Body&& body) noexcept {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (...) {
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void reply_error(fuse_req_t req, const Error& e) {
+  spdlog::debug("reply errno {}: {}", e.errnum, e.message);
+  fuse_reply_err(req, e.errnum);
+}
+
+fuse_entry_param entry_for(const struct stat& st) {
+  fuse_entry_param e{};
+  e.ino = st.st_ino;
+  e.attr = st;
+  e.attr_timeout = kForever;
+  e.entry_timeout = kForever;
+  return e;
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto* c = static_cast<Context*>(userdata);
+  // The source never changes under us as far as the kernel must know:
+  // no invalidation on mtime changes, and readdirplus always (ls -l).
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  if (c->on_ready) c->on_ready();
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  tune_read_ahead_once(ctx(req));
+  guarded(req, [&] {
+    auto r = fs_of(req).lookup(parent, name);
+    if (r) {
+      fuse_entry_param e = entry_for(*r);
+      fuse_reply_entry(req, &e);
+    } else if (r.error().errnum == ENOENT) {
+      // ino 0 with a timeout: the kernel caches the miss.
+      fuse_entry_param e{};
+      e.entry_timeout = kForever;
+      fuse_reply_entry(req, &e);
+    } else {
+      reply_error(req, r.error());
+    }
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }
+void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  tune_read_ahead_once(ctx(req));
+  guarded(req, [&] {
+    auto r = fs_of(req).getattr(ino);
+    if (!r) return reply_error(req, r.error());
+    fuse_reply_attr(req, &*r, kForever);
+  });
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, [&] {
+    auto r = fs_of(req).open(ino, fi->flags);
+    if (!r) return reply_error(req, r.error());
+    fi->keep_cache = 1;  // the bytes never change: keep the page cache across opens
+    fi->noflush = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  guarded(req, [&] {
+    if (off < 0) return fuse_reply_err(req, EINVAL), void();
+    Context& c = ctx(req);
+    auto plan = c.fs->read(ino, static_cast<std::uint64_t>(off), size);
+    if (!plan) return reply_error(req, plan.error());
+    // The kernel copies straight from the source's page-cache pages. If the
+    // source was truncated under us, that copy fails: the reader gets EIO
+    // from the kernel and we get EFAULT, and stop serving what is gone.
+    int res = fuse_reply_buf(req, plan->data, plan->size);
+    if (res == -EFAULT && plan->from_source) {
+      c.fs->source_fault(plan->model);
+      if (!c.fault_logged.exchange(true)) {
+        spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
+                      c.fs->tree().models()[plan->model].path(), c.fs->intact_size(plan->model));
+      }
+    }
+  });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, [&] {
+    auto r = fs_of(req).opendir(ino);
+    if (!r) return reply_error(req, r.error());
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  guarded(req, [&] {
+    if (off < 0) return fuse_reply_err(req, EINVAL), void();
+    Filesystem& fs = fs_of(req);
+    std::vector<char> buf(size);
+    std::size_t used = 0;
+    auto r = fs.readdir(ino, static_cast<std::uint64_t>(off), [&](const DirEntry& e) {
+      std::string name(e.name);
+      struct stat st = fs.tree().attr(e.ino);
+      std::size_t need;
+      if (plus) {
+        fuse_entry_param ep = entry_for(st);
+        if (name == "." || name == "..") ep.ino = 0;  // the kernel looks these up itself
+        need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &ep,
+                                      static_cast<off_t>(e.next_offset));
+      } else {
+        need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st,
+                                 static_cast<off_t>(e.next_offset));
+      }
+      if (need > size - used) return false;
+      used += need;
+      return true;
+    });
+    if (!r) return reply_error(req, r.error());
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  do_readdir(req, ino, size, off, false);
+}
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  do_readdir(req, ino, size, off, true);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  guarded(req, [&] {
+    struct statvfs s = fs_of(req).statfs();
+    fuse_reply_statfs(req, &s);
+  });
+}
+
+void reply_xattr(fuse_req_t req, const std::string& value, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, value.size());
+  } else if (size < value.size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, value.data(), value.size());
+  }
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guarded(req, [&] {
+    auto r = fs_of(req).getxattr(ino, name);
+    if (!r) return reply_error(req, r.error());
+    reply_xattr(req, *r, size);
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guarded(req, [&] {
+    auto r = fs_of(req).listxattr(ino);
+    if (!r) return reply_error(req, r.error());
+    reply_xattr(req, *r, size);
+  });
+}
+
+// Everything that would change the tree. With the mount "ro" the kernel
+// refuses most of these itself; these replies are the second line.
+void erofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
+void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { erofs(req); }
+void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { erofs(req); }
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { erofs(req); }
+void op_unlink(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
+void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
+void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { erofs(req); }
+void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
+  erofs(req);
+}
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { erofs(req); }
+void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
+  erofs(req);
+}
+void op_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { erofs(req); }
+void op_removexattr(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
+void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { erofs(req); }
+void op_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { erofs(req); }
+void op_readlink(fuse_req_t req, fuse_ino_t) { fuse_reply_err(req, EINVAL); }
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.symlink = op_symlink;
+  ops.rename = op_rename;
+  ops.link = op_link;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_release;
+  ops.fsyncdir = op_fsync;
+  ops.statfs = op_statfs;
+  ops.setxattr = op_setxattr;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.removexattr = op_removexattr;
+  ops.create = op_create;
+  ops.fallocate = op_fallocate;
+  return ops;
+}
+
+// libfuse splits -o lists on commas; a backslash protects one.
+std::string escape_option_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// C handles of a session, released in reverse order.
+struct SessionGuard {
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  fuse_session* se = nullptr;
+  bool handlers = false;
+  bool mounted = false;
+  ~SessionGuard() {
+    if (mounted) fuse_session_unmount(se);
+    if (handlers) fuse_remove_signal_handlers(se);
+    if (se) fuse_session_destroy(se);
+    fuse_opt_free_args(&args);
+  }
+};
+
+}  // namespace
+
+int serve(Filesystem& fs, const MountOptions& opts, std::function<void()> on_ready) {
+  static const fuse_lowlevel_ops ops = make_ops();
+  Context c{&fs, &opts, std::move(on_ready)};
+  c.read_ahead_pending = opts.read_ahead_kb.has_value() && geteuid() == 0;
+  SessionGuard g;
+
+  std::string o = "ro,nodev,nosuid,default_permissions,subtype=stfs,fsname=" +
+                  escape_option_value(opts.fsname.empty() ? opts.source : opts.fsname);
+  for (const std::string& extra : opts.fuse_options) o += "," + extra;
+  if (fuse_opt_add_arg(&g.args, "stfs") != 0 || fuse_opt_add_arg(&g.args, "-o") != 0 ||
+      fuse_opt_add_arg(&g.args, o.c_str()) != 0 ||
+      (opts.debug && fuse_opt_add_arg(&g.args, "-d") != 0)) {
+    spdlog::error("cannot build the FUSE arguments: out of memory");
+    return 3;
+  }
+  g.se = fuse_session_new(&g.args, &ops, sizeof ops, &c);
+  if (!g.se) {
+    spdlog::error("cannot create the FUSE session for {} (options: {})", opts.mountpoint, o);
+    return 3;
+  }
+  if (fuse_set_signal_handlers(g.se) != 0) {
+    spdlog::error("cannot install signal handlers");
+    return 3;
+  }
+  g.handlers = true;
+  if (fuse_session_mount(g.se, opts.mountpoint.c_str()) != 0) {
+    spdlog::error("cannot mount {} on {}: see the message above (is /dev/fuse usable?)",
+                  opts.source, opts.mountpoint);
+    return 3;
+  }
+  g.mounted = true;
+
+  int res;
+  if (opts.single_thread) {
+    res = fuse_session_loop(g.se);
+  } else {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    if (!cfg) {
+      spdlog::error("cannot create the FUSE loop configuration");
+      return 3;
+    }
+    fuse_loop_cfg_set_max_threads(cfg, opts.threads);
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    res = fuse_session_loop_mt(g.se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
+  // A signal ends the loop with 0 here; an error in the loop is logged.
+  if (res != 0 && !fuse_session_exited(g.se)) {
+    spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, res);
+  }
+  return 0;
+}
+
+}  // namespace stfs
