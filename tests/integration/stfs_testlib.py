@@ -1,0 +1,259 @@
+"""Helpers for the mount tests: an independent reading of safetensors files
+(Python's json, nothing shared with the C++ parser), the DESIGN.md §3 name
+mapping written again from the spec, file writers, and a Mount fixture that
+always unmounts: fusermount3 -u, then -uz, then SIGKILL by PID."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+STFS = os.environ.get("STFS_BIN", "")
+SAMPLE = os.environ.get("STFS_SAMPLE", "")
+CORPUS = os.environ.get("STFS_CORPUS_DIR") or os.environ.get("STFS_CORPUS_DIR_DEFAULT", "")
+
+
+def fuse_usable():
+    return os.path.exists("/dev/fuse") and os.access("/dev/fuse", os.R_OK | os.W_OK)
+
+
+def require_fuse(test_case_class):
+    """Skips without FUSE, unless STFS_REQUIRE_FUSE=1 makes that a failure."""
+    if fuse_usable():
+        return test_case_class
+    if os.environ.get("STFS_REQUIRE_FUSE") == "1":
+        raise RuntimeError("/dev/fuse is not usable and STFS_REQUIRE_FUSE=1")
+    return unittest.skip("/dev/fuse is not usable")(test_case_class)
+
+
+def corpus_files():
+    if not CORPUS or not os.path.isdir(CORPUS):
+        if os.environ.get("STFS_REQUIRE_CORPUS") == "1":
+            raise RuntimeError("corpus missing at %r (STFS_REQUIRE_CORPUS=1)" % CORPUS)
+        return []
+    out = []
+    for root, _, files in os.walk(CORPUS):
+        out += [os.path.join(root, f) for f in files if f.endswith(".safetensors")]
+    return sorted(out)
+
+
+# ---- independent reading ----
+
+def read_header(path):
+    """(header dict without __metadata__, metadata or None, data start)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+    meta = h.pop("__metadata__", None)
+    return h, meta, 8 + n
+
+
+def tensor_bytes(path, entry, start):
+    b, e = entry["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(start + b)
+        return f.read(e - b)
+
+
+# ---- DESIGN.md §3, from the text ----
+
+RESERVED = ("__header__.json", "__metadata__.json")
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h ^= byte
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def map_name(name):
+    """The file name of tensor `name`, as bytes."""
+    raw = name.encode("utf-8")
+    if raw == b"":
+        out = b"%"
+    elif raw == b".":
+        out = b"%2E"
+    elif raw == b"..":
+        out = b"%2E%2E"
+    else:
+        out = bytearray()
+        for byte in raw:
+            if byte in (0x25, 0x2F) or byte < 0x20 or byte == 0x7F:
+                out += b"%%%02X" % byte
+            else:
+                out.append(byte)
+        out = bytes(out)
+    if out.decode() in RESERVED:
+        out = b"%%%02X" % out[0] + out[1:]
+    if len(out) > 255:
+        keep, i = b"", 0
+        while i < len(out):
+            c = out[i]
+            n = 3 if c == 0x25 else 4 if c >= 0xF0 else 3 if c >= 0xE0 else 2 if c >= 0xC0 else 1
+            if len(keep) + n > 200:
+                break
+            keep += out[i:i + n]
+            i += n
+        out = keep + b"%~" + b"%016x" % fnv1a64(raw)
+    return out
+
+
+# ---- writing files ----
+
+def write_safetensors(path, tensors, metadata=None, pad=True):
+    """tensors: list of (name, dtype, shape, bytes), laid out in that order."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, blob in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+
+def random_bytes(n, seed):
+    import random
+    return random.Random(seed).randbytes(n)
+
+
+# ---- mounting ----
+
+def find_mount(path):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            mp = parts[4].encode().decode("unicode_escape")
+            if mp == path:
+                dash = parts.index("-", 6)
+                return {"device": parts[2], "fstype": parts[dash + 1],
+                        "source": parts[dash + 2].encode().decode("unicode_escape"),
+                        "options": parts[5]}
+    return None
+
+
+def pids_serving(mountpoint):
+    """PIDs of stfs processes whose command line names `mountpoint`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"stfs" and os.fsencode(mountpoint) in argv:
+            out.append(int(pid))
+    return out
+
+
+def run_stfs(*args, timeout=30):
+    return subprocess.run([STFS, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+class Mount:
+    """A real mount of `source` in a fresh temp dir, in the foreground
+    (-f) so the test knows the daemon's PID. Always unmounts."""
+
+    def __init__(self, source, *options, foreground=True):
+        self.source = source
+        self.options = list(options)
+        self.foreground = foreground
+        self.dir = tempfile.mkdtemp(prefix="stfs-mnt-")
+        self.path = os.path.join(self.dir, "mnt")
+        os.mkdir(self.path)
+        self.proc = None
+        self.stderr_path = os.path.join(self.dir, "stderr")
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self, timeout=20):
+        if self.foreground:
+            self._stderr = open(self.stderr_path, "wb")
+            self.proc = subprocess.Popen([STFS, "-f", *self.options, self.source, self.path],
+                                         stdin=subprocess.DEVNULL, stdout=self._stderr,
+                                         stderr=self._stderr)
+            deadline = time.monotonic() + timeout
+            while find_mount(self.path) is None:
+                if self.proc.poll() is not None:
+                    raise AssertionError("stfs exited with %d before mounting: %s"
+                                         % (self.proc.returncode, self.log()))
+                if time.monotonic() > deadline:
+                    raise AssertionError("mount did not appear within %ds" % timeout)
+                time.sleep(0.02)
+        else:
+            r = run_stfs(*self.options, self.source, self.path)
+            if r.returncode != 0:
+                raise AssertionError("stfs exited %d: %s" % (r.returncode, r.stderr))
+
+    def log(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def pids(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return [self.proc.pid]
+        return pids_serving(self.path)
+
+    def stop(self):
+        """Unmounts: fusermount3 -u, then -uz, then SIGKILL; returns the
+        daemon's exit status when it is our child."""
+        pids = self.pids()
+        if find_mount(self.path) is not None:
+            if subprocess.run(["fusermount3", "-u", self.path], capture_output=True).returncode:
+                subprocess.run(["fusermount3", "-uz", self.path], capture_output=True)
+        status = None
+        if self.proc is not None:
+            try:
+                status = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                status = self.proc.wait()
+            self._stderr.close()
+        else:
+            deadline = time.monotonic() + 10
+            while pids and time.monotonic() < deadline:
+                pids = [p for p in pids if os.path.exists("/proc/%d" % p)
+                        and not _is_zombie(p)]
+                time.sleep(0.05)
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if find_mount(self.path) is not None:
+            subprocess.run(["fusermount3", "-uz", self.path], capture_output=True)
+        try:
+            os.rmdir(self.path)
+            os.unlink(self.stderr_path) if os.path.exists(self.stderr_path) else None
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+        return status
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
