@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # Builds (installing packages first if needed) and runs the whole test
-# suite through ctest. Warnings are errors here.
-# Usage: scripts/test.sh [BUILD_DIR]
+# suite, real mounts included, through ctest. Warnings are errors here.
+#
+# Usage: scripts/test.sh [--sanitize] [BUILD_DIR]
+#   --sanitize   Debug build with AddressSanitizer and UBSan (default
+#                BUILD_DIR build-asan); any report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILD_DIR=${1:-build}
-scripts/setup.sh "$BUILD_DIR" -DSTFS_WERROR=ON
+extra=(-DSTFS_WERROR=ON)
+BUILD_DIR=build
+if [ "${1:-}" = "--sanitize" ]; then
+  shift
+  BUILD_DIR=build-asan
+  extra+=(-DSTFS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DSTFS_BUILD_BENCH=OFF)
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+BUILD_DIR=${1:-$BUILD_DIR}
+scripts/setup.sh "$BUILD_DIR" "${extra[@]}"
 
 # The shared corpus sits beside the repository; CI makes its absence fatal.
 if [ -z "${STFS_CORPUS_DIR:-}" ] && [ -d ../shared/corpus/real ]; then
-  export STFS_CORPUS_DIR=$(cd ../shared/corpus/real && pwd)
+  STFS_CORPUS_DIR=$(cd ../shared/corpus/real && pwd)
+  export STFS_CORPUS_DIR
 fi
 
 cd "$BUILD_DIR"

@@ -174,14 +174,26 @@ class Mount:
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
         self.proc = None
+        self.log_text = ""
         self.stderr_path = os.path.join(self.dir, "stderr")
 
     def __enter__(self):
         self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, exc, tb):
+        status = self.stop()
+        if exc_type is None:
+            self.check_clean_exit(status)
+
+    def check_clean_exit(self, status):
+        """The daemon ended with 0 and printed no sanitizer report."""
+        log = self.log_text
+        for banner in ("Sanitizer", "runtime error:", "LeakSanitizer"):
+            if banner in log:
+                raise AssertionError("daemon reported a sanitizer error:\n" + log)
+        if status not in (None, 0):
+            raise AssertionError("daemon exited with %r:\n%s" % (status, log))
 
     def start(self, timeout=20):
         if self.foreground:
@@ -229,6 +241,7 @@ class Mount:
                 self.proc.kill()
                 status = self.proc.wait()
             self._stderr.close()
+            self.log_text = self.log()
         else:
             deadline = time.monotonic() + 10
             while pids and time.monotonic() < deadline:

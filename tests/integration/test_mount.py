@@ -81,8 +81,9 @@ class SampleMount(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.mnt.stop()
+        status = cls.mnt.stop()
         shutil.rmtree(cls.tmp)
+        cls.mnt.check_clean_exit(status)
 
     def path(self, name):
         return os.path.join(self.mnt.path, name)
@@ -442,7 +443,8 @@ class Lifecycle(unittest.TestCase):
                     self.assertEqual(mnt.proc.wait(timeout=10), 0, mnt.log())
                     self.assertIsNone(lib.find_mount(mnt.path))
                 finally:
-                    mnt.stop()
+                    status = mnt.stop()
+                mnt.check_clean_exit(status)
 
     def test_readahead_raised_to_1mib(self):
         if os.geteuid() != 0:
