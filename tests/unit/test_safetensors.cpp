@@ -3,7 +3,11 @@
 // Every file is written here, byte by byte.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "st_writer.hpp"
+#include "stfs/names.hpp"
 #include "stfs/safetensors.hpp"
 
 namespace stfs {
@@ -19,7 +23,19 @@ constexpr std::uint64_t kMaxU64 = 18446744073709551615ULL;
 
 std::vector<std::uint64_t> vec(std::span<const std::uint64_t> s) { return {s.begin(), s.end()}; }
 
+// With STFS_SEED_DIR set, every file these tests parse is also written
+// there, to seed the fuzzers (scripts/fuzz.sh).
+void maybe_dump_seed(const std::string& bytes) {
+  const char* dir = std::getenv("STFS_SEED_DIR");
+  if (!dir || !*dir || bytes.size() > (1u << 20)) return;
+  char name[32];
+  std::snprintf(name, sizeof name, "/unit-%016llx",
+                static_cast<unsigned long long>(fnv1a64(bytes)));
+  std::ofstream(std::string(dir) + name, std::ios::binary) << bytes;
+}
+
 Result<Header, ParseError> parse(const std::string& bytes, const Limits& limits = {}) {
+  maybe_dump_seed(bytes);
   return parse_header(bytes, bytes.size(), limits);
 }
 

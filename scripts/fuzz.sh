@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang and runs each for SECONDS
+# (default 60), seeded from the real corpus and from every file the unit
+# tests parse. Crashes land in fuzz/findings/; turn each into a regression
+# file under tests/fuzz_regressions/.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-60}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree)
+
+if ! command -v clang++ >/dev/null; then
+  SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+  "${SUDO[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends clang
+fi
+scripts/setup.sh build >/dev/null   # the unit tests make seeds
+cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTFS_FUZZ=ON \
+  -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}"
+
+SEEDS=build-fuzz/seeds
+mkdir -p "$SEEDS" fuzz/findings
+corpus=${STFS_CORPUS_DIR:-../shared/corpus/real}
+if [ -d "$corpus" ]; then
+  find "$corpus" -name '*.safetensors' -exec cp -f {} "$SEEDS/" \;
+fi
+cp -f samples/*.safetensors tests/fuzz_regressions/* "$SEEDS/" 2>/dev/null || true
+STFS_SEED_DIR=$(pwd)/$SEEDS build/tests/unit_tests >/dev/null
+
+for t in "${TARGETS[@]}"; do
+  work=build-fuzz/corpus-$t
+  mkdir -p "$work"
+  echo "fuzz: $t for ${SECONDS_EACH}s, $(ls "$SEEDS" | wc -l) seeds"
+  build-fuzz/fuzz/$t "$work" "$SEEDS" -max_total_time="$SECONDS_EACH" -max_len=262144 \
+    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix=fuzz/findings/$t- 2>&1 | grep -E '^(#[0-9]+\s+DONE|INFO: seed|stat::|==|SUMMARY|Done)' || true
+  if ls fuzz/findings/$t-* >/dev/null 2>&1; then
+    echo "fuzz: $t found crashes: $(ls fuzz/findings/$t-*)"
+    exit 1
+  fi
+done
+echo "fuzz: no findings"
