@@ -36,27 +36,26 @@ Result<std::string> canonical(const std::string& path) {
   return std::string(buf);
 }
 
+int mountpoint_error(const std::string& mp, int e) {
+  if (e == ENOTCONN) {
+    // What a killed FUSE daemon leaves behind.
+    spdlog::error(
+        "cannot mount on {}: {}: the FUSE daemon that served it died; clear it with "
+        "'fusermount3 -u {}'",
+        mp, std::strerror(e), mp);
+  } else {
+    spdlog::error("cannot mount on {}: {}", mp, std::strerror(e));
+  }
+  return kExitMountFailed;
+}
+
 // Checks the mountpoint before anything is mounted; returns an exit code.
 int check_mountpoint(MountOptions& o) {
   auto mp = canonical(o.mountpoint);
-  if (!mp) {
-    if (mp.error().errnum == ENOTCONN) {
-      spdlog::error(
-          "cannot mount on {}: {} (a FUSE daemon that served it died; clear it with "
-          "'fusermount3 -u {}')",
-          o.mountpoint, mp.error().message, o.mountpoint);
-    } else {
-      spdlog::error("cannot mount on {}: {}", o.mountpoint, mp.error().message);
-    }
-    return kExitMountFailed;
-  }
+  if (!mp) return mountpoint_error(o.mountpoint, mp.error().errnum);
   o.mountpoint = *mp;
   struct stat st {};
-  if (::stat(o.mountpoint.c_str(), &st) != 0) {
-    int e = errno;
-    spdlog::error("cannot mount on {}: {}", o.mountpoint, std::strerror(e));
-    return kExitMountFailed;
-  }
+  if (::stat(o.mountpoint.c_str(), &st) != 0) return mountpoint_error(o.mountpoint, errno);
   if (!S_ISDIR(st.st_mode)) {
     spdlog::error("cannot mount on {}: not a directory", o.mountpoint);
     return kExitMountFailed;
