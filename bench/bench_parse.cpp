@@ -7,7 +7,11 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
+#include "stfs/model.hpp"
 #include "stfs/safetensors.hpp"
+#include "stfs/tree.hpp"
 
 namespace {
 
@@ -59,6 +63,44 @@ void BM_ParseHeader100kColdParser(benchmark::State& state) {
 BENCHMARK(BM_ParseHeader100kColdParser)->Unit(benchmark::kMillisecond);
 
 }  // namespace
+
+// The whole namespace for the same 100,000 tensors: open + parse + tree
+// (name mapping, sorting, __header__.json), as a mount does before it
+// appears.
+void BM_ModelAndTree100k(benchmark::State& state) {
+  // Written once, removed at exit (the function runs several times).
+  struct TempFile {
+    std::string path;
+    ~TempFile() { std::remove(path.c_str()); }
+  };
+  static const TempFile file{[] {
+    std::string json = make_header_json(kTensors);
+    while (json.size() % 8) json += ' ';
+    std::string p = "/tmp/stfs-bench-tree-" + std::to_string(getpid()) + ".safetensors";
+    std::ofstream f(p, std::ios::binary);
+    std::uint64_t n = json.size();
+    for (int i = 0; i < 8; ++i) f.put(static_cast<char>((n >> (8 * i)) & 0xff));
+    f << json;
+    f.seekp(static_cast<std::streamoff>(8 + n + 64ULL * 64 * 2 * kTensors - 1));
+    f.put('\0');
+    return p;
+  }()};
+  const std::string& path = file.path;
+  for (auto _ : state) {
+    auto m = stfs::Model::open(path);
+    if (!m) {
+      state.SkipWithError(m.error().message.c_str());
+      break;
+    }
+    auto t = stfs::Tree::for_model(std::move(m).value());
+    if (!t) {
+      state.SkipWithError(t.error().message.c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_ModelAndTree100k)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   // --dump=PATH writes the header so other parsers can time the same bytes.

@@ -105,6 +105,11 @@ void Filesystem::source_fault(std::uint32_t model) {
 Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   const Node* n = tree_.node(ino);
   if (!n) return unexpected(err(ENOENT, "no such inode"));
+  // Only the user namespace exists here. Saying "not supported" (rather
+  // than "no such attribute") for security.* and system.* lets ls -l and
+  // libacl remember that per device and stop asking: otherwise every entry
+  // costs two uncached round trips to the daemon (FUSE never caches xattrs).
+  if (name.substr(0, 5) != "user.") return unexpected(err(EOPNOTSUPP, "not supported"));
   if (n->kind != NodeKind::kTensor) return unexpected(err(ENODATA, "no such attribute"));
   const TensorInfo& t = tree_.tensor(*n);
   if (name == kXattrs[0]) return std::string(t.name);

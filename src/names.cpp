@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <numeric>
 
 namespace stfs {
 namespace {
@@ -45,6 +44,14 @@ std::uint64_t fnv1a64(std::string_view bytes) {
     h *= 0x100000001b3ULL;
   }
   return h;
+}
+
+bool maps_to_itself(std::string_view name, const std::vector<std::string_view>& reserved) {
+  if (name.empty() || name.size() > kNameMax || name == "." || name == "..") return false;
+  for (char ch : name) {
+    if (needs_escape(static_cast<unsigned char>(ch))) return false;
+  }
+  return std::find(reserved.begin(), reserved.end(), name) == reserved.end();
 }
 
 std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved) {
@@ -106,19 +113,22 @@ Result<std::vector<std::string>> map_names(const std::vector<std::string_view>& 
                                            const std::vector<std::string_view>& reserved) {
   std::vector<std::string> files;
   files.reserve(names.size());
-  for (std::string_view n : names) files.push_back(encode_name(n, reserved));
-  std::vector<std::size_t> order(files.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::sort(order.begin(), order.end(),
+  // Only hashed (step 4) names can collide, so only they are compared.
+  std::vector<std::size_t> hashed;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    files.push_back(encode_name(names[i], reserved));
+    if (files.back().find("%~") != std::string::npos) hashed.push_back(i);
+  }
+  std::sort(hashed.begin(), hashed.end(),
             [&](std::size_t a, std::size_t b) { return files[a] < files[b]; });
-  for (std::size_t i = 1; i < order.size(); ++i) {
-    const std::string& f = files[order[i]];
-    if (f == files[order[i - 1]]) {
+  for (std::size_t i = 1; i < hashed.size(); ++i) {
+    const std::string& f = files[hashed[i]];
+    if (f == files[hashed[i - 1]]) {
       auto shorten = [](std::string_view s) {
         return s.size() > 60 ? std::string(s.substr(0, 60)) + "..." : std::string(s);
       };
-      return unexpected(Error{EEXIST, "tensor names `" + shorten(names[order[i - 1]]) + "` and `" +
-                                          shorten(names[order[i]]) +
+      return unexpected(Error{EEXIST, "tensor names `" + shorten(names[hashed[i - 1]]) + "` and `" +
+                                          shorten(names[hashed[i]]) +
                                           "` map to the same file name `" + shorten(f) + "`"});
     }
   }

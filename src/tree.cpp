@@ -23,56 +23,65 @@ Ino Tree::find_child(Ino parent, std::string_view name) const {
 Result<Tree> Tree::for_model(Model model, const AttrOptions& attr) {
   Tree t;
   t.attr_ = attr;
-  const Header& h = model.header();
-
-  std::vector<std::string_view> names;
-  names.reserve(h.tensors.size());
-  for (const TensorInfo& ti : h.tensors) names.push_back(ti.name);
+  t.models_.push_back(std::move(model));
+  const Header& h = t.models_[0].header();
   const std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
-  auto files = map_names(names, reserved);
-  if (!files) return unexpected(files.error());
 
-  std::vector<Node> children;
-  children.reserve(h.tensors.size() + 2);
   t.blobs_.push_back(header_json(h));
   t.blobs_.push_back(metadata_json(h));
-  Node hdr;
-  hdr.name = std::string(kHeaderFile);
-  hdr.kind = NodeKind::kBlob;
-  hdr.index = 0;
-  hdr.size = t.blobs_[0].size();
-  children.push_back(std::move(hdr));
-  Node meta;
-  meta.name = std::string(kMetadataFile);
-  meta.kind = NodeKind::kBlob;
-  meta.index = 1;
-  meta.size = t.blobs_[1].size();
-  children.push_back(std::move(meta));
+
+  // Children as (file name, source) pairs, sorted once; the nodes are then
+  // laid out in that order. Sorting pairs moves far less than sorting nodes.
+  constexpr std::uint32_t kHeaderBlob = 0xffffffff, kMetadataBlob = 0xfffffffe;
+  std::vector<std::pair<std::string_view, std::uint32_t>> order;
+  order.reserve(h.tensors.size() + 2);
+  order.emplace_back(kHeaderFile, kHeaderBlob);
+  order.emplace_back(kMetadataFile, kMetadataBlob);
   for (std::size_t i = 0; i < h.tensors.size(); ++i) {
-    Node n;
-    n.name = std::move((*files)[i]);
-    n.kind = NodeKind::kTensor;
-    n.model = 0;
-    n.index = static_cast<std::uint32_t>(i);
-    n.offset = h.data_start() + h.tensors[i].begin;
-    n.size = h.tensors[i].size();
-    children.push_back(std::move(n));
+    std::string_view name = h.tensors[i].name;
+    if (!maps_to_itself(name, reserved))
+      name = t.name_store_.emplace_back(encode_name(name, reserved));
+    order.emplace_back(name, static_cast<std::uint32_t>(i));
   }
-  std::sort(children.begin(), children.end(),
-            [](const Node& a, const Node& b) { return a.name < b.name; });
+  std::stable_sort(order.begin(), order.end());
+  // The mapping is injective but for FNV-1a collisions of long names: two
+  // equal neighbours would hide a tensor, so they fail the mount.
+  for (std::size_t i = 1; i < order.size(); ++i) {
+    if (order[i].first == order[i - 1].first) {
+      auto tensor_name = [&](std::uint32_t idx) {
+        std::string_view n = idx >= kMetadataBlob ? order[i].first : h.tensors[idx].name;
+        return n.size() > 60 ? std::string(n.substr(0, 60)) + "..." : std::string(n);
+      };
+      return unexpected(Error{EEXIST, "tensor names `" + tensor_name(order[i - 1].second) +
+                                          "` and `" + tensor_name(order[i].second) +
+                                          "` map to the same file name"});
+    }
+  }
 
   Node root;
   root.kind = NodeKind::kDir;
   root.parent = kRootIno;
   root.first_child = 2;
-  root.child_count = children.size();
-  t.nodes_.reserve(children.size() + 1);
-  t.nodes_.push_back(std::move(root));
-  for (Node& c : children) {
-    t.total_bytes_ += c.size;
-    t.nodes_.push_back(std::move(c));
+  root.child_count = order.size();
+  t.nodes_.reserve(order.size() + 1);
+  t.nodes_.push_back(root);
+  for (const auto& [name, idx] : order) {
+    Node n;
+    n.name = name;
+    if (idx >= kMetadataBlob) {
+      n.kind = NodeKind::kBlob;
+      n.index = idx == kHeaderBlob ? 0 : 1;
+      n.size = t.blobs_[n.index].size();
+    } else {
+      n.kind = NodeKind::kTensor;
+      n.model = 0;
+      n.index = idx;
+      n.offset = h.data_start() + h.tensors[idx].begin;
+      n.size = h.tensors[idx].size();
+    }
+    t.total_bytes_ += n.size;
+    t.nodes_.push_back(n);
   }
-  t.models_.push_back(std::move(model));
   return t;
 }
 

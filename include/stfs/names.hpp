@@ -9,7 +9,8 @@
 //   4. a result over 255 bytes keeps its longest prefix of at most 200 bytes
 //      that cuts neither a %XX nor a UTF-8 sequence, then "%~", then the
 //      16 lower-case hex digits of the FNV-1a 64-bit hash of the original.
-// Only step 4 can make two names collide; map_names() reports that.
+// Steps 1-3 are injective, and their results never contain "%~", so only
+// two step-4 names can collide; map_names() reports that.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,9 @@ std::uint64_t fnv1a64(std::string_view bytes);
 
 // Steps 1-4 for one name; `reserved` lists the names to avoid (step 3).
 std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved);
+
+// True when encode_name(name) == name: the common case, which needs no copy.
+bool maps_to_itself(std::string_view name, const std::vector<std::string_view>& reserved);
 
 // Inverse of steps 1-3. Returns false for a hashed (step 4) name, which
 // cannot be decoded (the exact name is in user.stfs.name), or for text that

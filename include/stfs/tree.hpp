@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +33,9 @@ enum class NodeKind : std::uint8_t {
 };
 
 struct Node {
-  std::string name;  // file name in the parent; empty for the root
+  // File name in the parent; empty for the root. Points into the model's
+  // header (names that map to themselves) or into Tree::name_store_.
+  std::string_view name;
   Ino parent = kRootIno;
   NodeKind kind = NodeKind::kDir;
   std::uint32_t model = 0;   // kTensor: index into Tree::models()
@@ -79,6 +82,9 @@ class Tree {
 
  private:
   std::vector<Node> nodes_;
+  // Encoded names that differ from their tensor names. A deque never moves
+  // its elements, so the views in nodes_ stay valid.
+  std::deque<std::string> name_store_;
   std::vector<Model> models_;
   std::vector<std::string> blobs_;
   AttrOptions attr_;

@@ -148,6 +148,8 @@ TEST_F(TreeTest, Xattrs) {
   const auto& h = fs_->tree().models()[0].header();
   EXPECT_EQ(*fs_->getxattr(f, "user.stfs.offset"), std::to_string(h.data_start() + 24));
   EXPECT_EQ(fs_->getxattr(f, "user.other").error().errnum, ENODATA);
+  EXPECT_EQ(fs_->getxattr(f, "security.selinux").error().errnum, EOPNOTSUPP);
+  EXPECT_EQ(fs_->getxattr(f, "system.posix_acl_access").error().errnum, EOPNOTSUPP);
   EXPECT_EQ(fs_->getxattr(kRootIno, "user.stfs.name").error().errnum, ENODATA);
   static const char kAll[] =
       "user.stfs.name\0user.stfs.dtype\0user.stfs.shape\0user.stfs.data_offsets\0"

@@ -1,0 +1,405 @@
+#!/usr/bin/python3
+"""stfs against a native read of the same bytes and against squashfuse_ll
+serving the same tensors from an uncompressed squashfs image. Every row is
+measured side by side in one run; the table holds medians of RUNS runs.
+See docs/PERFORMANCE.md for what each row means and the recorded results."""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kw)
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1\n")
+
+
+def warm(path):
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(8 * MiB)
+        while f.readinto(buf):
+            pass
+
+
+def dd(path, skip=0, count=None, bs=MiB):
+    """Reads with dd; returns bytes read (dd's own count)."""
+    args = ["dd", "if=" + path, "of=/dev/null", "bs=%d" % bs, "status=none"]
+    flags = []
+    if skip:
+        args.append("skip=%d" % skip)
+        flags.append("skip_bytes")
+    if count is not None:
+        args.append("count=%d" % count)
+        flags.append("count_bytes")
+    if flags:
+        args.append("iflag=" + ",".join(flags))
+    subprocess.run(args, check=True)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def wait_mount(path, proc=None, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/self/mountinfo") as f:
+            if any(line.split()[4] == path for line in f):
+                return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("daemon exited early")
+        if time.monotonic() > deadline:
+            raise RuntimeError("mount did not appear: " + path)
+        time.sleep(0.01)
+
+
+def unmount(path):
+    if subprocess.run(["fusermount3", "-u", path], capture_output=True).returncode:
+        subprocess.run(["fusermount3", "-uz", path], capture_output=True)
+
+
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return {l.split(":")[0]: l.split(":", 1)[1].strip() for l in f}
+
+
+def kib(v):
+    return int(v.split()[0])
+
+
+class Bench:
+    def __init__(self, stfs, runs, work):
+        self.stfs = os.path.abspath(stfs)
+        self.runs = runs
+        self.work = work
+        self.rows = []
+        self.mounts = []
+        self.procs = []
+
+    # ---- fixtures ----
+    def make_model(self):
+        self.model = os.path.join(self.work, "model.safetensors")
+        self.tensors = []  # (name, absolute offset, size)
+        n, size = 16, 64 * MiB
+        header, off = {}, 0
+        for i in range(n):
+            name = "model.layers.%d.mlp.down_proj.weight" % i
+            header[name] = {"dtype": "BF16", "shape": [4096, 8192], "data_offsets": [off, off + size]}
+            off += size
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        start = 8 + len(text)
+        with open(self.model, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text)
+            for i, name in enumerate(header):
+                f.write(os.urandom(size))
+                self.tensors.append((name, start + i * size, size))
+        # The same tensors as plain files in an uncompressed squashfs image.
+        tree = os.path.join(self.work, "sqtree")
+        os.mkdir(tree)
+        with open(self.model, "rb") as src:
+            for name, off, size in self.tensors:
+                src.seek(off)
+                with open(os.path.join(tree, name), "wb") as out:
+                    out.write(src.read(size))
+        self.image = os.path.join(self.work, "model.squashfs")
+        sh("mksquashfs", tree, self.image, "-noI", "-noD", "-noF", "-noX", "-no-progress",
+           "-quiet")
+        shutil.rmtree(tree)
+
+    def make_big_header(self, count=100_000):
+        self.big = os.path.join(self.work, "many.safetensors")
+        header, off = {}, 0
+        for i in range(count):
+            header["model.layers.%d.experts.%d.w%d.weight" % (i // 1000, (i // 10) % 100, i % 10)] = {
+                "dtype": "F16", "shape": [4], "data_offsets": [off, off + 8]}
+            off += 8
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        with open(self.big, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + bytes(off))
+        self.big_header_size = len(text)
+
+    # ---- mounts ----
+    def mount_stfs(self, source, *opts):
+        mp = tempfile.mkdtemp(prefix="stfs-bench-", dir=self.work)
+        p = subprocess.Popen([self.stfs, "-f", *opts, source, mp], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_mount(mp, p)
+        os.stat(mp)  # first request after INIT (readahead is raised then)
+        self.mounts.append(mp)
+        self.procs.append(p)
+        return mp, p
+
+    def mount_squash(self):
+        mp = tempfile.mkdtemp(prefix="sq-bench-", dir=self.work)
+        p = subprocess.Popen(["squashfuse_ll", "-f", self.image, mp], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_mount(mp, p)
+        self.mounts.append(mp)
+        self.procs.append(p)
+        return mp, p
+
+    def umount(self, mp, p):
+        unmount(mp)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        self.mounts.remove(mp)
+        self.procs.remove(p)
+
+    def cleanup(self):
+        for mp in list(self.mounts):
+            unmount(mp)
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    # ---- reporting ----
+    def row(self, name, value, unit, ref=None, ref_name="", target=None, ok=None):
+        ratio = value / ref if ref else None
+        self.rows.append((name, value, unit, ratio, ref_name, target, ok))
+        r = "" if ratio is None else "%.2fx %s" % (ratio, ref_name)
+        print("  %-52s %10.2f %-5s %-22s %s" % (name, value, unit, r,
+                                              "" if target is None else
+                                              "%s %s" % (target, "MET" if ok else "MISSED")),
+              flush=True)
+
+    # ---- rows ----
+    def read_all_native(self):
+        for _, off, size in self.tensors:
+            dd(self.model, skip=off, count=size)
+
+    def read_all_files(self, root):
+        for name, _, _ in self.tensors:
+            dd(os.path.join(root, name))
+
+    def sequential(self):
+        total = sum(s for _, _, s in self.tensors) / GiB
+        stfs_mp, _ = self.mount_stfs(self.model)
+        sq_mp, _ = self.mount_squash()
+        first = {"native": [], "stfs": [], "squashfuse_ll": []}
+        warm_ = {"native": [], "stfs": [], "squashfuse_ll": []}
+        for _ in range(self.runs):
+            # First read: sources in the page cache, the FUSE caches empty.
+            drop_caches()
+            warm(self.model)
+            warm(self.image)
+            first["native"].append(total / timed(self.read_all_native))
+            first["stfs"].append(total / timed(lambda: self.read_all_files(stfs_mp)))
+            first["squashfuse_ll"].append(total / timed(lambda: self.read_all_files(sq_mp)))
+            # Re-read: everything warm.
+            warm_["native"].append(total / timed(self.read_all_native))
+            warm_["stfs"].append(total / timed(lambda: self.read_all_files(stfs_mp)))
+            warm_["squashfuse_ll"].append(total / timed(lambda: self.read_all_files(sq_mp)))
+        med = {k: statistics.median(v) for k, v in first.items()}
+        wmed = {k: statistics.median(v) for k, v in warm_.items()}
+        print("1. sequential read of 16 x 64 MiB, dd bs=1M (GiB/s)")
+        self.row("native, source in page cache", med["native"], "GiB/s")
+        self.row("stfs, first read (through the daemon)", med["stfs"], "GiB/s",
+                 med["squashfuse_ll"], "squashfuse_ll", ">=1.5x sq",
+                 med["stfs"] >= 1.5 * med["squashfuse_ll"])
+        self.row("squashfuse_ll, first read", med["squashfuse_ll"], "GiB/s", med["native"],
+                 "native")
+        self.row("stfs, first read vs native", med["stfs"], "GiB/s", med["native"], "native")
+        self.row("native, re-read", wmed["native"], "GiB/s")
+        self.row("stfs, re-read (cache warm)", wmed["stfs"], "GiB/s", wmed["native"], "native",
+                 ">=0.85x native", wmed["stfs"] >= 0.85 * wmed["native"])
+        self.row("squashfuse_ll, re-read", wmed["squashfuse_ll"], "GiB/s", wmed["native"],
+                 "native")
+        self.stfs_mp, self.sq_mp = stfs_mp, sq_mp
+
+    def fio(self, path, jobs, seconds=3, invalidate=True, offset=0, size=None):
+        args = ["fio", "--name=r", "--filename=" + path, "--rw=randread", "--bs=4k",
+                "--ioengine=psync", "--numjobs=%d" % jobs, "--group_reporting",
+                "--time_based", "--runtime=%d" % seconds, "--output-format=json",
+                "--invalidate=%d" % (1 if invalidate else 0), "--fadvise_hint=1"]
+        if offset:
+            args.append("--offset=%d" % offset)
+        if size:
+            args.append("--size=%d" % size)
+        out = sh(*args).stdout
+        return json.loads(out[out.index("{"):])["jobs"][0]["read"]["iops"]
+
+    def random_4k(self):
+        name, off, size = self.tensors[3]
+        print("2. random 4 KiB reads, fio psync on one 64 MiB tensor (kIOPS)")
+        for jobs in (1, 2):
+            res = {"native": [], "stfs": [], "squashfuse_ll": []}
+            wres = {"stfs": [], "squashfuse_ll": []}
+            for _ in range(self.runs):
+                warm(self.model)
+                warm(self.image)
+                # Uncached: fio invalidates the file's own page cache first,
+                # so every 4 KiB read goes through the daemon.
+                res["native"].append(self.fio(self.model, jobs, offset=off, size=size) / 1e3)
+                res["stfs"].append(self.fio(os.path.join(self.stfs_mp, name), jobs) / 1e3)
+                res["squashfuse_ll"].append(self.fio(os.path.join(self.sq_mp, name), jobs) / 1e3)
+                for label, mp in (("stfs", self.stfs_mp), ("squashfuse_ll", self.sq_mp)):
+                    warm(os.path.join(mp, name))
+                    wres[label].append(self.fio(os.path.join(mp, name), jobs,
+                                                invalidate=False) / 1e3)
+            m = {k: statistics.median(v) for k, v in res.items()}
+            w = {k: statistics.median(v) for k, v in wres.items()}
+            self.row("native, %d job(s) (source warm)" % jobs, m["native"], "kIOPS")
+            self.row("stfs, %d job(s), uncached" % jobs, m["stfs"], "kIOPS", m["squashfuse_ll"],
+                     "squashfuse_ll", ">=1.5x sq", m["stfs"] >= 1.5 * m["squashfuse_ll"])
+            self.row("squashfuse_ll, %d job(s), uncached" % jobs, m["squashfuse_ll"], "kIOPS")
+            self.row("stfs, %d job(s), warm" % jobs, w["stfs"], "kIOPS", w["squashfuse_ll"],
+                     "squashfuse_ll")
+            self.row("squashfuse_ll, %d job(s), warm" % jobs, w["squashfuse_ll"], "kIOPS")
+
+    def parallel(self):
+        print("3. eight parallel readers of different tensors, first read (GiB/s aggregate)")
+        total = sum(s for _, _, s in self.tensors[:8]) / GiB
+        res = {"native": [], "stfs": [], "squashfuse_ll": []}
+
+        def run(cmds):
+            t = time.perf_counter()
+            ps = [subprocess.Popen(c) for c in cmds]
+            for p in ps:
+                p.wait()
+            return time.perf_counter() - t
+
+        for _ in range(self.runs):
+            drop_caches()
+            warm(self.model)
+            warm(self.image)
+            res["native"].append(total / run([
+                ["dd", "if=" + self.model, "of=/dev/null", "bs=1M", "status=none",
+                 "skip=%d" % off, "count=%d" % size, "iflag=skip_bytes,count_bytes"]
+                for _, off, size in self.tensors[:8]]))
+            for label, mp in (("stfs", self.stfs_mp), ("squashfuse_ll", self.sq_mp)):
+                res[label].append(total / run([
+                    ["dd", "if=" + os.path.join(mp, name), "of=/dev/null", "bs=1M", "status=none"]
+                    for name, _, _ in self.tensors[:8]]))
+        m = {k: statistics.median(v) for k, v in res.items()}
+        self.row("native", m["native"], "GiB/s")
+        self.row("stfs", m["stfs"], "GiB/s", m["squashfuse_ll"], "squashfuse_ll")
+        self.row("squashfuse_ll", m["squashfuse_ll"], "GiB/s", m["native"], "native")
+
+    def memory_after_model(self):
+        # Read everything once more through the daemon (cache dropped), then
+        # look at the daemon's anonymous memory and page tables.
+        pid = self.procs[self.mounts.index(self.stfs_mp)].pid
+        drop_caches()
+        self.read_all_files(self.stfs_mp)
+        st = proc_status(pid)
+        print("5. daemon memory")
+        limit = 32 * 1024 + 4 * os.path.getsize(self.model) // 1024 // 1024  # header is tiny
+        header_kib = 4 * (struct.unpack("<Q", open(self.model, "rb").read(8))[0]) / 1024
+        self.row("RssAnon after reading the 1 GiB model", kib(st["RssAnon"]) / 1024, "MiB",
+                 target="<=32MiB+4xhdr",
+                 ok=kib(st["RssAnon"]) <= 32 * 1024 + header_kib)
+        self.row("VmPTE after reading the 1 GiB model", kib(st["VmPTE"]), "KiB")
+        del limit
+
+    def big_header(self):
+        print("4. 100,000-tensor header (%.1f MB)" % (self.big_header_size / 1e6))
+        mount_t, check_t, ls_cold, ls_warm, find_t, rss, pte = [], [], [], [], [], [], []
+        for _ in range(self.runs):
+            check_t.append(timed(lambda: sh(self.stfs, "--check", self.big)))
+            mp = tempfile.mkdtemp(prefix="stfs-big-", dir=self.work)
+            t = time.perf_counter()
+            sh(self.stfs, self.big, mp)  # returns once the mount answers
+            mount_t.append(time.perf_counter() - t)
+            ls_cold.append(timed(lambda: subprocess.run(["ls", "-l", mp], stdout=subprocess.DEVNULL,
+                                                        check=True)))
+            ls_warm.append(timed(lambda: subprocess.run(["ls", "-l", mp], stdout=subprocess.DEVNULL,
+                                                        check=True)))
+            find_t.append(timed(lambda: subprocess.run("find %s -type f | wc -l" % mp, shell=True,
+                                                       stdout=subprocess.DEVNULL, check=True)))
+            pid = next(int(p) for p in os.listdir("/proc") if p.isdigit() and
+                       _cmdline(int(p)).endswith(mp))
+            st = proc_status(pid)
+            rss.append(kib(st["RssAnon"]) / 1024)
+            pte.append(kib(st["VmPTE"]))
+            unmount(mp)
+            deadline = time.monotonic() + 20
+            while os.path.exists("/proc/%d" % pid) and not _zombie(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.rmdir(mp)
+        m, c = statistics.median(mount_t) * 1e3, statistics.median(check_t) * 1e3
+        self.row("stfs --check", c, "ms")
+        self.row("mount (start to answering)", m, "ms", c, "--check", "<=300ms,<=2x check",
+                 m <= 300 and m <= 2 * c)
+        lc, lw = statistics.median(ls_cold), statistics.median(ls_warm)
+        self.row("ls -l, first", lc, "s", target="<=1s", ok=lc <= 1)
+        self.row("ls -l, second", lw, "s", target="<=0.2s", ok=lw <= 0.2)
+        self.row("find -type f | wc -l", statistics.median(find_t), "s")
+        limit = 32 + 4 * self.big_header_size / MiB
+        r = statistics.median(rss)
+        self.row("daemon RssAnon after mount + ls -l", r, "MiB", target="<=%.0fMiB" % limit,
+                 ok=r <= limit)
+        self.row("daemon VmPTE after mount + ls -l", statistics.median(pte), "KiB")
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().rstrip(b"\0").decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def _zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stfs", default="build/stfs")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--work", default=None, help="scratch directory (default: /var/tmp)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (drop_caches, readahead)")
+    work = tempfile.mkdtemp(prefix="stfs-bench-", dir=args.work or "/var/tmp")
+    b = Bench(args.stfs, args.runs, work)
+    try:
+        print("bench: %s, %d cores, %.0f GiB RAM, kernel %s, %s; medians of %d runs"
+              % (platform.node(), os.cpu_count(),
+                 os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB,
+                 platform.release(), time.strftime("%Y-%m-%d"), args.runs), flush=True)
+        b.make_model()
+        b.make_big_header()
+        b.sequential()
+        b.random_4k()
+        b.parallel()
+        b.memory_after_model()
+        b.big_header()
+        missed = [r for r in b.rows if r[5] is not None and not r[6]]
+        print("targets: %d met, %d missed" % (sum(1 for r in b.rows if r[5] is not None and r[6]),
+                                              len(missed)))
+    finally:
+        b.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
