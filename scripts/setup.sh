@@ -33,3 +33,13 @@ fi
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 echo "setup: built $BUILD_DIR/stfs"
+
+# The default build is also installed: stfs in /usr/local/bin, the mount(8)
+# helpers mount.stfs and mount.fuse.stfs in /usr/sbin, the systemd unit and
+# the man pages. Other build dirs (sanitizer, fuzz) are never installed.
+if [ "$BUILD_DIR" = build ] && [ "${STFS_NO_INSTALL:-0}" != 1 ]; then
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+  "${SUDO[@]}" cmake --install "$BUILD_DIR" >/dev/null
+  echo "setup: installed stfs, mount.stfs and mount.fuse.stfs (cmake --install $BUILD_DIR)"
+fi

@@ -14,14 +14,19 @@
 
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "stfs/filesystem.hpp"
 #include "stfs/fuse_session.hpp"
 #include "stfs/logging.hpp"
 #include "stfs/model.hpp"
 #include "stfs/mountinfo.hpp"
+#include "stfs/sd_notify.hpp"
 #include "stfs/tree.hpp"
 
 namespace stfs {
@@ -99,6 +104,54 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   return kExitOk;
 }
 
+// Sends WATCHDOG=1 at half the interval systemd asked for, until stopped.
+class Watchdog {
+ public:
+  ~Watchdog() { stop(); }
+  void start() {
+    auto interval = sd_watchdog_interval();
+    if (!interval || thread_.joinable()) return;
+    thread_ = std::thread([this, half = *interval / 2] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, half, [this] { return stopping_; })) sd_notify("WATCHDOG=1");
+    });
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Whether /etc/fuse.conf lets users ask for allow_other.
+bool fuse_conf_allows_other() {
+  std::ifstream in("/etc/fuse.conf");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    auto e = line.find_last_not_of(" \t\r");
+    if (line.substr(b, e - b + 1) == "user_allow_other") return true;
+  }
+  return false;
+}
+
+bool has_option(const MountOptions& o, std::string_view name) {
+  for (const std::string& f : o.fuse_options) {
+    if (f == name) return true;
+  }
+  return false;
+}
+
 void redirect_stdio_to_null() {
   int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (fd < 0) return;
@@ -117,16 +170,53 @@ int run_mount(MountOptions o) {
     return kExitInvalidSource;
   }
   o.source = *src;
-  if (o.rw_requested) {
+  // mount(8) hands helpers "rw" by default: say so only when asked (-v) or
+  // when rw came from stfs's own command line.
+  if (o.rw_requested && (o.verbose || !o.helper)) {
     spdlog::warn("{}: 'rw' ignored, stfs mounts are always read-only", o.source);
   }
   for (const std::string& d : o.dropped) spdlog::info("option '{}' accepted and ignored", d);
+  for (const std::string& u : o.unknown) spdlog::warn("unknown mount option '{}' ignored", u);
+
+  // As root (fstab, systemd), let other users in: default_permissions and
+  // the source's own modes still decide who reads what.
+  if (::geteuid() == 0) {
+    if (!has_option(o, "allow_other") && !has_option(o, "allow_root")) {
+      o.fuse_options.push_back("allow_other");
+    }
+  } else if ((has_option(o, "allow_other") || has_option(o, "allow_root")) &&
+             !fuse_conf_allows_other()) {
+    spdlog::error(
+        "cannot mount on {}: allow_other and allow_root need 'user_allow_other' in "
+        "/etc/fuse.conf for a mount by a user other than root",
+        o.mountpoint);
+    return kExitMountFailed;
+  }
 
   if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
   std::unique_ptr<Filesystem> fs;
   if (int rc = load(o, fs); rc != kExitOk) return rc;
+  if (o.fake) {
+    spdlog::info("fake mount of {} on {}: everything checks out", o.source, o.mountpoint);
+    return kExitOk;
+  }
 
-  if (o.foreground) return serve(*fs, o, nullptr);
+  const std::string status_line = "STATUS=serving " +
+                                  std::to_string(fs->tree().models()[0].header().tensors.size()) +
+                                  " tensors from " + o.source + " on " + o.mountpoint;
+  Watchdog watchdog;
+  // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1
+  // when the loop ends, and watchdog pings in between if it asked for them.
+  auto notify_ready = [&] {
+    sd_notify("READY=1\n" + status_line);
+    watchdog.start();
+  };
+  auto notify_stopping = [&] {
+    watchdog.stop();
+    sd_notify("STOPPING=1");
+  };
+
+  if (o.foreground) return serve(*fs, o, {notify_ready, notify_stopping});
 
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
@@ -165,7 +255,8 @@ int run_mount(MountOptions o) {
     // "/" always exists; nothing to do but go on.
   }
   int ready_fd = status_pipe[1];
-  auto on_ready = [&ready_fd, &o] {
+  auto on_ready = [&ready_fd, &o, &notify_ready] {
+    notify_ready();
     if (ready_fd < 0) return;
     unsigned char ok = 0;
     ssize_t w = ::write(ready_fd, &ok, 1);
@@ -176,7 +267,7 @@ int run_mount(MountOptions o) {
     redirect_stdio_to_null();
     init_logging(LogTarget::kSyslog, o.verbose, o.debug);
   };
-  int rc = serve(*fs, o, on_ready);
+  int rc = serve(*fs, o, {on_ready, notify_stopping});
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

@@ -316,9 +316,9 @@ struct SessionGuard {
 
 }  // namespace
 
-int serve(Filesystem& fs, const MountOptions& opts, std::function<void()> on_ready) {
+int serve(Filesystem& fs, const MountOptions& opts, SessionHooks hooks) {
   static const fuse_lowlevel_ops ops = make_ops();
-  Context c{&fs, &opts, std::move(on_ready)};
+  Context c{&fs, &opts, std::move(hooks.on_ready)};
   c.read_ahead_pending = opts.read_ahead_kb.has_value() && geteuid() == 0;
   SessionGuard g;
 
@@ -362,6 +362,7 @@ int serve(Filesystem& fs, const MountOptions& opts, std::function<void()> on_rea
     res = fuse_session_loop_mt(g.se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }
+  if (hooks.on_stopping) hooks.on_stopping();
   // A signal ends the loop with 0 here; an error in the loop is logged.
   if (res != 0 && !fuse_session_exited(g.se)) {
     spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, res);

@@ -1,8 +1,12 @@
 // The stfs command line: parses arguments, dispatches, and maps results to
 // the exit codes of DESIGN.md §1 (0 ok, 1 usage, 2 invalid source, 3 mount
 // failed).
+#include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -55,9 +59,68 @@ int usage_error(const std::string& msg) {
   return stfs::kExitUsage;
 }
 
+// mount(8)'s helper convention (mount.stfs, mount.fuse.stfs):
+//   SPEC DIR [-sfnv] [-N ns] [-o opts] [-t type]
+// -f is a fake run, -s sloppy, -n ignored (no mtab), -v verbose. The helper
+// always daemonises and returns once the mount answers.
+int helper_main(int argc, char** argv) {
+  stfs::MountOptions mo;
+  mo.helper = true;
+  std::vector<std::string> option_lists;
+  const char* ns = nullptr;
+  opterr = 0;
+  int c;
+  while ((c = getopt(argc, argv, "sfnvhN:o:t:")) != -1) {
+    switch (c) {
+      case 's': mo.sloppy = true; break;
+      case 'f': mo.fake = true; break;
+      case 'n': break;
+      case 'v': mo.verbose = true; break;
+      case 'N': ns = optarg; break;
+      case 'o': option_lists.emplace_back(optarg); break;
+      case 't': break;  // "stfs" or "fuse.stfs": we know what we are
+      case 'h':
+        std::fputs("Usage: mount.stfs SOURCE MOUNTPOINT [-sfnv] [-N ns] [-o opts]\n\n", stdout);
+        std::fputs(stfs::mount_options_help().data(), stdout);
+        return 0;
+      default:
+        return usage_error(std::string("unknown option '-") + static_cast<char>(optopt) + "'");
+    }
+  }
+  stfs::init_logging(stfs::LogTarget::kStderr, mo.verbose, false);
+  // Repeated -o lists merge; sloppy applies to all of them.
+  for (const std::string& list : option_lists) {
+    if (auto r = stfs::apply_mount_options(list, mo); !r) return usage_error(r.error().message);
+  }
+  std::vector<std::string> args(argv + optind, argv + argc);
+  if (args.size() != 2) return usage_error("expected SOURCE MOUNTPOINT");
+  if (ns) {
+    std::string path = std::string(ns).find_first_not_of("0123456789") == std::string::npos
+                           ? "/proc/" + std::string(ns) + "/ns/mnt"
+                           : std::string(ns);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNS) != 0) {
+      std::fprintf(stderr, "stfs: cannot enter mount namespace %s: %s\n", ns, std::strerror(errno));
+      return stfs::kExitMountFailed;
+    }
+    ::close(fd);
+  }
+  mo.source = args[0];
+  mo.mountpoint = args[1];
+  mo.foreground = false;
+  return stfs::run_mount(std::move(mo));
+}
+
+bool is_helper_name(const char* argv0) {
+  std::string_view name = argv0;
+  if (auto slash = name.rfind('/'); slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  return name == "mount.stfs" || name == "mount.fuse.stfs";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 0 && is_helper_name(argv[0])) return helper_main(argc, argv);
   enum { kOptCheck = 1000 };
   static const option kLong[] = {
       {"check", no_argument, nullptr, kOptCheck},

@@ -104,6 +104,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
                opt == "nodiratime" || opt == "lazytime") {
       // mount(8)'s own words, and atime modes libfuse 3.14 refuses.
       o.dropped.push_back(opt);
+    } else if (o.sloppy) {
+      o.unknown.push_back(opt);
     } else {
       return unexpected(Error{EINVAL, "unknown mount option '" + opt + "'"});
     }

@@ -9,10 +9,17 @@
 
 namespace stfs {
 
+struct SessionHooks {
+  // Runs once, from the loop, when the kernel's INIT arrives (the mount
+  // answers).
+  std::function<void()> on_ready;
+  // Runs once the loop has ended, before unmounting.
+  std::function<void()> on_stopping;
+};
+
 // Mounts `fs` at opts.mountpoint and serves it until it is unmounted or a
-// SIGTERM, SIGINT or SIGHUP arrives; then unmounts. `on_ready` runs once,
-// from the loop, when the kernel's INIT arrives (the mount answers).
-// Returns 0 after a clean run, 3 if the mount failed.
-int serve(Filesystem& fs, const MountOptions& opts, std::function<void()> on_ready);
+// SIGTERM, SIGINT or SIGHUP arrives; then unmounts. Returns 0 after a clean
+// run, 3 if the mount failed.
+int serve(Filesystem& fs, const MountOptions& opts, SessionHooks hooks);
 
 }  // namespace stfs

@@ -21,6 +21,9 @@ struct MountOptions {
   bool single_thread = false;  // -s
   bool verbose = false;        // -v
   bool rw_requested = false;   // "rw" was given; the mount is read-only anyway
+  bool helper = false;         // run as mount.stfs / mount.fuse.stfs
+  bool fake = false;           // mount helper -f: validate everything, mount nothing
+  bool sloppy = false;         // mount helper -s: unknown -o options are warnings
   unsigned threads = 8;        // -o threads=N: most worker threads of the loop
   // -o read_ahead_kb=N|off: the mount's readahead when running as root.
   std::optional<unsigned> read_ahead_kb = 1024;
@@ -31,10 +34,13 @@ struct MountOptions {
   std::vector<std::string> fuse_options;
   // Options accepted but ignored, for -v to report.
   std::vector<std::string> dropped;
+  // Unknown options ignored under sloppy mode; each gets a warning.
+  std::vector<std::string> unknown;
 };
 
 // Applies one comma-separated -o list. Fails (EINVAL) on an unknown or
-// malformed option, naming it.
+// malformed option, naming it; with opts.sloppy an unknown option is only
+// recorded in opts.dropped (malformed known options still fail).
 Result<void> apply_mount_options(std::string_view list, MountOptions& opts);
 
 // The help text for -o options, for --help.

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the Debian package with cpack, installs it with dpkg -i, checks the
+# units with systemd-analyze verify, mounts through `mount -t stfs` from the
+# package, and removes the package again. Prints "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pass=0 fail=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAILED: $1"; fail=$((fail + 1)); }
+
+cmake -S . -B build-deb -DCMAKE_INSTALL_PREFIX=/usr -DSTFS_BUILD_TESTS=OFF \
+  -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+cmake --build build-deb -j "$(nproc)" >/dev/null || exit 1
+(cd build-deb && cpack -G DEB >/dev/null) || exit 1
+deb=$(ls build-deb/stfs_*.deb | head -1)
+deps=$(dpkg-deb -f "$deb" Depends)
+echo "package: $deb"
+echo "depends: $deps"
+for d in fuse3 libfuse3-3; do
+  [[ "$deps" == *"$d"* ]] && ok "depends on $d" || bad "depends on $d"
+done
+
+work=$(mktemp -d /tmp/stfs-deb.XXXXXX)
+cleanup() {
+  mountpoint -q "$work/mnt" 2>/dev/null && umount "$work/mnt"
+  dpkg -r stfs >/dev/null 2>&1
+  # Put back the helpers of a prior `cmake --install build`, if any.
+  [ -x build/stfs ] && cmake --install build >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir "$work/mnt"
+if dpkg -i "$deb" >/dev/null; then ok "dpkg -i"; else bad "dpkg -i"; fi
+[ "$(readlink -f /usr/sbin/mount.stfs)" = /usr/bin/stfs ] && ok "mount.stfs -> /usr/bin/stfs" || bad "mount.stfs link"
+[ -f /lib/systemd/system/stfs@.service ] && ok "unit installed" || bad "unit installed"
+cp systemd/mnt-model.mount "$work/"
+if systemd-analyze verify /lib/systemd/system/stfs@.service "$work/mnt-model.mount"; then
+  ok "systemd-analyze verify"
+else
+  bad "systemd-analyze verify"
+fi
+man -w stfs >/dev/null 2>&1 && ok "man stfs" || bad "man stfs"
+if mount -t stfs "$(pwd)/samples/tiny-llama.safetensors" "$work/mnt"; then
+  ok "mount -t stfs"
+  findmnt -n -o FSTYPE,SOURCE "$work/mnt" | grep -q "fuse.stfs $(pwd)/samples/tiny-llama.safetensors" \
+    && ok "findmnt shows fuse.stfs and the source" || bad "findmnt"
+  cmp <(cat "$work/mnt/__metadata__.json") <(printf '{"format":"pt"}\n') && ok "reads" || bad "reads"
+  umount "$work/mnt" && ok "umount" || bad "umount"
+else
+  bad "mount -t stfs"
+fi
+dpkg -r stfs >/dev/null && ok "dpkg -r" || bad "dpkg -r"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
