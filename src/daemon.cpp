@@ -202,7 +202,7 @@ int run_mount(MountOptions o) {
   }
 
   const std::string status_line = "STATUS=serving " +
-                                  std::to_string(fs->tree().models()[0].header().tensors.size()) +
+                                  std::to_string(fs->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;
   Watchdog watchdog;
   // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1

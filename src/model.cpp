@@ -25,6 +25,24 @@ Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
   return {};
 }
 
+Result<Model, ModelError> Model::open_plain(const std::string& path) {
+  Model m;
+  m.path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
+                                 std::string("cannot open: ") + std::strerror(e)});
+  }
+  m.fd_.reset(fd);
+  if (::fstat(fd, &m.st_) != 0 || !S_ISREG(m.st_.st_mode)) {
+    return unexpected(ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt,
+                                 "not a regular file"});
+  }
+  m.header_.file_size = static_cast<std::uint64_t>(m.st_.st_size);
+  return m;
+}
+
 Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
   auto io_error = [](int e, std::string what) {
     return unexpected(

@@ -1,11 +1,12 @@
-// Building the namespace; see tree.hpp for the inode layout.
+// Laying out the namespace (see tree.hpp for the inode layout), and the
+// single-file tree.
 #include "stfs/tree.hpp"
 
 #include <algorithm>
 #include <cerrno>
 
 #include "stfs/json_writer.hpp"
-#include "stfs/names.hpp"
+#include "tree_builder.hpp"
 
 namespace stfs {
 
@@ -20,78 +21,165 @@ Ino Tree::find_child(Ino parent, std::string_view name) const {
   return static_cast<Ino>(it - nodes_.begin()) + 1;
 }
 
-Result<Tree> Tree::for_model(Model model, const AttrOptions& attr) {
-  Tree t;
-  t.attr_ = attr;
-  t.models_.push_back(std::move(model));
-  const Header& h = t.models_[0].header();
+TreeBuilder::TreeBuilder(const AttrOptions& attr, const struct stat& root_stat) {
+  tree_.attr_ = attr;
+  tree_.stats_.push_back(root_stat);
+  Draft root;
+  root.node.kind = NodeKind::kDir;
+  drafts_.push_back(std::move(root));
+}
+
+std::uint32_t TreeBuilder::add_source(Model m) {
+  tree_.models_.push_back(std::move(m));
+  return static_cast<std::uint32_t>(tree_.models_.size() - 1);
+}
+
+std::uint32_t TreeBuilder::add_stat(const struct stat& st) {
+  tree_.stats_.push_back(st);
+  return static_cast<std::uint32_t>(tree_.stats_.size() - 1);
+}
+
+std::string_view TreeBuilder::keep(std::string name) {
+  return tree_.name_store_.emplace_back(std::move(name));
+}
+
+TreeBuilder::Id TreeBuilder::add_dir(Id parent, std::string name, std::uint32_t stat) {
+  Draft d;
+  d.name = keep(std::move(name));
+  d.node.kind = NodeKind::kDir;
+  d.node.stat = stat;
+  drafts_.push_back(std::move(d));
+  Id id = static_cast<Id>(drafts_.size() - 1);
+  drafts_[parent].kids.push_back(id);
+  return id;
+}
+
+void TreeBuilder::add_blob(Id parent, std::string name, std::string content,
+                           std::uint32_t stat) {
+  Draft d;
+  d.name = keep(std::move(name));
+  d.node.kind = NodeKind::kBlob;
+  d.node.index = static_cast<std::uint32_t>(tree_.blobs_.size());
+  d.node.size = content.size();
+  d.node.stat = stat;
+  tree_.blobs_.push_back(std::move(content));
+  drafts_.push_back(std::move(d));
+  drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+}
+
+void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source,
+                           std::uint32_t stat) {
+  Draft d;
+  d.name = keep(std::move(name));
+  d.node.kind = NodeKind::kFile;
+  d.node.model = source;
+  d.node.size = static_cast<std::uint64_t>(tree_.models_[source].st().st_size);
+  d.node.stat = stat;
+  drafts_.push_back(std::move(d));
+  drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+}
+
+void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
+                             std::uint32_t tensor, std::uint32_t stat) {
+  const Header& h = tree_.models_[source].header();
+  Draft d;
+  d.name = file_name;
+  d.node.kind = NodeKind::kTensor;
+  d.node.model = source;
+  d.node.index = tensor;
+  d.node.offset = h.data_start() + h.tensors[tensor].begin;
+  d.node.size = h.tensors[tensor].size();
+  d.node.stat = stat;
+  drafts_.push_back(std::move(d));
+  drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+  ++tree_.tensor_count_;
+}
+
+void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
+  const Header& h = tree_.models_[source].header();
+  const std::uint32_t stat = add_stat(tree_.models_[source].st());
+  add_blob(dir, std::string(kHeaderFile), header_json(h), stat);
+  add_blob(dir, std::string(kMetadataFile), metadata_json(h), stat);
   const std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
-
-  t.blobs_.push_back(header_json(h));
-  t.blobs_.push_back(metadata_json(h));
-
-  // Children as (file name, source) pairs, sorted once; the nodes are then
-  // laid out in that order. Sorting pairs moves far less than sorting nodes.
-  constexpr std::uint32_t kHeaderBlob = 0xffffffff, kMetadataBlob = 0xfffffffe;
-  std::vector<std::pair<std::string_view, std::uint32_t>> order;
-  order.reserve(h.tensors.size() + 2);
-  order.emplace_back(kHeaderFile, kHeaderBlob);
-  order.emplace_back(kMetadataFile, kMetadataBlob);
+  drafts_.reserve(drafts_.size() + h.tensors.size());
+  drafts_[dir].kids.reserve(drafts_[dir].kids.size() + h.tensors.size());
   for (std::size_t i = 0; i < h.tensors.size(); ++i) {
     std::string_view name = h.tensors[i].name;
-    if (!maps_to_itself(name, reserved))
-      name = t.name_store_.emplace_back(encode_name(name, reserved));
-    order.emplace_back(name, static_cast<std::uint32_t>(i));
+    // Most names map to themselves: point at the header, copy nothing.
+    if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
+    add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
   }
-  std::stable_sort(order.begin(), order.end());
-  // The mapping is injective but for FNV-1a collisions of long names: two
-  // equal neighbours would hide a tensor, so they fail the mount.
-  for (std::size_t i = 1; i < order.size(); ++i) {
-    if (order[i].first == order[i - 1].first) {
-      auto tensor_name = [&](std::uint32_t idx) {
-        std::string_view n = idx >= kMetadataBlob ? order[i].first : h.tensors[idx].name;
-        return n.size() > 60 ? std::string(n.substr(0, 60)) + "..." : std::string(n);
-      };
-      return unexpected(Error{EEXIST, "tensor names `" + tensor_name(order[i - 1].second) +
-                                          "` and `" + tensor_name(order[i].second) +
-                                          "` map to the same file name"});
-    }
-  }
+}
 
-  Node root;
-  root.kind = NodeKind::kDir;
+Result<Tree> TreeBuilder::finish() {
+  std::vector<Node>& nodes = tree_.nodes_;
+  nodes.clear();
+  nodes.reserve(drafts_.size());
+  Node root = drafts_[0].node;
   root.parent = kRootIno;
-  root.first_child = 2;
-  root.child_count = order.size();
-  t.nodes_.reserve(order.size() + 1);
-  t.nodes_.push_back(root);
-  for (const auto& [name, idx] : order) {
-    Node n;
-    n.name = name;
-    if (idx >= kMetadataBlob) {
-      n.kind = NodeKind::kBlob;
-      n.index = idx == kHeaderBlob ? 0 : 1;
-      n.size = t.blobs_[n.index].size();
-    } else {
-      n.kind = NodeKind::kTensor;
-      n.model = 0;
-      n.index = idx;
-      n.offset = h.data_start() + h.tensors[idx].begin;
-      n.size = h.tensors[idx].size();
+  nodes.push_back(root);
+  // Breadth first: (draft, its inode) of directories whose children are
+  // still to be laid out.
+  std::vector<std::pair<Id, Ino>> queue = {{0, kRootIno}};
+  for (std::size_t q = 0; q < queue.size(); ++q) {
+    auto [id, ino] = queue[q];
+    std::vector<Id>& kids = drafts_[id].kids;
+    // Sort (name, id) pairs: far cheaper to move than drafts.
+    std::vector<std::pair<std::string_view, Id>> order;
+    order.reserve(kids.size());
+    for (Id k : kids) order.emplace_back(drafts_[k].name, k);
+    std::stable_sort(order.begin(), order.end());
+    for (std::size_t i = 1; i < order.size(); ++i) {
+      if (order[i].first == order[i - 1].first) {
+        auto show = [](std::string_view n) {
+          return n.size() > 60 ? std::string(n.substr(0, 60)) + "..." : std::string(n);
+        };
+        auto label = [&](Id k) {
+          const Node& n = drafts_[k].node;
+          if (n.kind == NodeKind::kTensor) {
+            return "tensor `" + show(tree_.models_[n.model].header().tensors[n.index].name) + "`";
+          }
+          return "`" + show(drafts_[k].name) + "`";
+        };
+        return unexpected(Error{EEXIST, label(order[i - 1].second) + " and " +
+                                            label(order[i].second) +
+                                            " map to the same file name `" +
+                                            show(order[i].first) + "`"});
+      }
     }
-    t.total_bytes_ += n.size;
-    t.nodes_.push_back(n);
+    Node& dir = nodes[ino - 1];
+    dir.first_child = nodes.size() + 1;
+    dir.child_count = order.size();
+    std::uint64_t subdirs = 0;
+    for (const auto& [name, k] : order) {
+      Node n = drafts_[k].node;
+      n.name = name;
+      n.parent = ino;
+      tree_.total_bytes_ += n.size;
+      nodes.push_back(n);
+      if (n.kind == NodeKind::kDir) {
+        queue.emplace_back(k, nodes.size());
+        ++subdirs;
+      }
+    }
+    nodes[ino - 1].nlink_extra = subdirs;
   }
-  return t;
+  drafts_.clear();
+  return std::move(tree_);
+}
+
+Result<Tree> Tree::for_model(Model model, const AttrOptions& attr) {
+  TreeBuilder b(attr, model.st());
+  std::uint32_t src = b.add_source(std::move(model));
+  b.add_model_contents(0, src);
+  return b.finish();
 }
 
 struct stat Tree::attr(Ino ino) const {
   struct stat st {};
   const Node* n = node(ino);
   if (!n) return st;
-  // Directories take their attributes from the model they show (the root:
-  // the first model).
-  const struct stat& src = models_[n->kind == NodeKind::kDir ? 0 : n->model].st();
+  const struct stat& src = stats_[n->stat];
   const mode_t readable = src.st_mode & 0444;
   st.st_ino = ino;
   st.st_uid = attr_.uid.value_or(src.st_uid);
@@ -103,7 +191,7 @@ struct stat Tree::attr(Ino ino) const {
   if (n->kind == NodeKind::kDir) {
     // r-x for each class that may read the source.
     st.st_mode = S_IFDIR | readable | (readable >> 2);
-    st.st_nlink = 2;
+    st.st_nlink = static_cast<nlink_t>(2 + n->nlink_extra);
     st.st_size = 0;
   } else {
     st.st_mode = S_IFREG | readable;

@@ -27,6 +27,9 @@ class Model {
  public:
   // Opens `path` read-only and validates it.
   static Result<Model, ModelError> open(const std::string& path, const Limits& limits = {});
+  // Opens any regular file (following symlinks) to serve its bytes as they
+  // are; the header stays empty.
+  static Result<Model, ModelError> open_plain(const std::string& path);
 
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }

@@ -30,6 +30,7 @@ enum class NodeKind : std::uint8_t {
   kDir,
   kTensor,  // bytes of a source file range
   kBlob,    // bytes held in memory (the JSON files)
+  kFile,    // a whole plain file of a directory source, as it is
 };
 
 struct Node {
@@ -38,12 +39,14 @@ struct Node {
   std::string_view name;
   Ino parent = kRootIno;
   NodeKind kind = NodeKind::kDir;
-  std::uint32_t model = 0;   // kTensor: index into Tree::models()
+  std::uint32_t model = 0;   // kTensor, kFile: index into Tree::models()
+  std::uint32_t stat = 0;    // index into the stats that give modes, owners, times
   std::uint32_t index = 0;   // kTensor: index into header().tensors; kBlob: into blobs
   std::uint64_t offset = 0;  // kTensor: absolute offset of the first byte in the source
   std::uint64_t size = 0;    // bytes (files)
   Ino first_child = 0;       // kDir: children are [first_child, first_child + child_count)
   std::uint64_t child_count = 0;
+  std::uint64_t nlink_extra = 0;  // kDir: number of subdirectories
 };
 
 // What the owner-related mount options override.
@@ -53,11 +56,22 @@ struct AttrOptions {
   mode_t umask = 0;
 };
 
+class TreeBuilder;
+
 class Tree {
  public:
   // One model at the root: __header__.json, __metadata__.json and one file
   // per tensor. Fails with EEXIST when two tensor names map to one file name.
   static Result<Tree> for_model(Model model, const AttrOptions& attr = {});
+
+  // A model folder (DESIGN.md §4), mirrored recursively: every valid
+  // X.safetensors becomes a directory laid out as for_model does, every
+  // X.safetensors.index.json adds a merged directory of its shards' tensors,
+  // every other regular file appears as it is. Symlinks to regular files
+  // are followed; symlinks to directories are not (no loops). An invalid
+  // .safetensors file is left out with a warning naming the rule.
+  static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
+                                    const Limits& limits = {});
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if `ino` is out of range.
@@ -68,6 +82,8 @@ class Tree {
   Ino find_child(Ino parent, std::string_view name) const;
 
   const std::vector<Model>& models() const { return models_; }
+  // Tensors served, over all models (for the STATUS line).
+  std::size_t tensor_count() const { return tensor_count_; }
   const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
   const TensorInfo& tensor(const Node& n) const {
     return models_[n.model].header().tensors[n.index];
@@ -87,6 +103,9 @@ class Tree {
   std::deque<std::string> name_store_;
   std::vector<Model> models_;
   std::vector<std::string> blobs_;
+  std::vector<struct stat> stats_;
+  std::size_t tensor_count_ = 0;
+  friend class TreeBuilder;
   AttrOptions attr_;
   std::uint64_t total_bytes_ = 0;
 };

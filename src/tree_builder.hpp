@@ -1,0 +1,51 @@
+// TreeBuilder (private to the core): collects a directory hierarchy, then
+// lays it out breadth first with sorted, consecutive children (tree.hpp).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stfs/names.hpp"
+#include "stfs/tree.hpp"
+
+namespace stfs {
+
+class TreeBuilder {
+ public:
+  using Id = std::uint32_t;  // a draft entry; 0 is the root
+
+  TreeBuilder(const AttrOptions& attr, const struct stat& root_stat);
+
+  // Takes ownership of a source; returns its index for add_file/add_model.
+  std::uint32_t add_source(Model m);
+  const Model& source(std::uint32_t i) const { return tree_.models_[i]; }
+  std::uint32_t add_stat(const struct stat& st);
+
+  Id add_dir(Id parent, std::string name, std::uint32_t stat);
+  void add_blob(Id parent, std::string name, std::string content, std::uint32_t stat);
+  void add_file(Id parent, std::string name, std::uint32_t source, std::uint32_t stat);
+  // One tensor of a model; `file_name` is its mapped name.
+  void add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
+                  std::uint32_t tensor, std::uint32_t stat);
+  // The layout of DESIGN.md §2 under `dir`: __header__.json,
+  // __metadata__.json and one file per tensor of source `source`.
+  void add_model_contents(Id dir, std::uint32_t source);
+
+  // Lays the tree out; fails with EEXIST if two entries of a directory
+  // have the same name (only FNV-1a collisions of long tensor names can).
+  Result<Tree> finish();
+
+ private:
+  struct Draft {
+    std::string_view name;
+    Node node;
+    std::vector<Id> kids;
+  };
+  std::string_view keep(std::string name);
+
+  Tree tree_;
+  std::vector<Draft> drafts_;
+};
+
+}  // namespace stfs
