@@ -81,19 +81,30 @@ int check_mountpoint(MountOptions& o) {
 // Opens and validates the source and builds the filesystem; exit code 2 on
 // any failure (the source cannot be served).
 int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
-  auto model = Model::open(o.source, o.limits);
-  if (!model) {
-    const ModelError& e = model.error();
-    std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
-    spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
+  struct stat st {};
+  if (::stat(o.source.c_str(), &st) != 0) {
+    spdlog::error("cannot mount {}: {}", o.source, std::strerror(errno));
     return kExitInvalidSource;
   }
-  const std::size_t count = model->header().tensors.size();
-  auto tree = Tree::for_model(std::move(model).value(), o.attr);
+  Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
+  if (S_ISDIR(st.st_mode)) {
+    // A model folder: invalid files inside are left out with a warning.
+    tree = Tree::for_directory(o.source, o.attr, o.limits);
+  } else {
+    auto model = Model::open(o.source, o.limits);
+    if (!model) {
+      const ModelError& e = model.error();
+      std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
+      spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
+      return kExitInvalidSource;
+    }
+    tree = Tree::for_model(std::move(model).value(), o.attr);
+  }
   if (!tree) {
     spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
     return kExitInvalidSource;
   }
+  const std::size_t count = tree->tensor_count();
   auto fs = Filesystem::create(std::move(tree).value());
   if (!fs) {
     spdlog::error("cannot mount {}: {}", o.source, fs.error().message);
@@ -201,8 +212,7 @@ int run_mount(MountOptions o) {
     return kExitOk;
   }
 
-  const std::string status_line = "STATUS=serving " +
-                                  std::to_string(fs->tree().tensor_count()) +
+  const std::string status_line = "STATUS=serving " + std::to_string(fs->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;
   Watchdog watchdog;
   // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1

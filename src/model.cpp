@@ -36,8 +36,8 @@ Result<Model, ModelError> Model::open_plain(const std::string& path) {
   }
   m.fd_.reset(fd);
   if (::fstat(fd, &m.st_) != 0 || !S_ISREG(m.st_.st_mode)) {
-    return unexpected(ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt,
-                                 "not a regular file"});
+    return unexpected(
+        ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt, "not a regular file"});
   }
   m.header_.file_size = static_cast<std::uint64_t>(m.st_.st_size);
   return m;

@@ -54,8 +54,7 @@ TreeBuilder::Id TreeBuilder::add_dir(Id parent, std::string name, std::uint32_t 
   return id;
 }
 
-void TreeBuilder::add_blob(Id parent, std::string name, std::string content,
-                           std::uint32_t stat) {
+void TreeBuilder::add_blob(Id parent, std::string name, std::string content, std::uint32_t stat) {
   Draft d;
   d.name = keep(std::move(name));
   d.node.kind = NodeKind::kBlob;
@@ -67,8 +66,7 @@ void TreeBuilder::add_blob(Id parent, std::string name, std::string content,
   drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
 }
 
-void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source,
-                           std::uint32_t stat) {
+void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source, std::uint32_t stat) {
   Draft d;
   d.name = keep(std::move(name));
   d.node.kind = NodeKind::kFile;
@@ -141,10 +139,9 @@ Result<Tree> TreeBuilder::finish() {
           }
           return "`" + show(drafts_[k].name) + "`";
         };
-        return unexpected(Error{EEXIST, label(order[i - 1].second) + " and " +
-                                            label(order[i].second) +
-                                            " map to the same file name `" +
-                                            show(order[i].first) + "`"});
+        return unexpected(
+            Error{EEXIST, label(order[i - 1].second) + " and " + label(order[i].second) +
+                              " map to the same file name `" + show(order[i].first) + "`"});
       }
     }
     Node& dir = nodes[ino - 1];

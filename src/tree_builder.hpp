@@ -21,13 +21,15 @@ class TreeBuilder {
   std::uint32_t add_source(Model m);
   const Model& source(std::uint32_t i) const { return tree_.models_[i]; }
   std::uint32_t add_stat(const struct stat& st);
+  // Keeps a name alive as long as the tree; returns a view of it.
+  std::string_view keep_name(std::string name) { return keep(std::move(name)); }
 
   Id add_dir(Id parent, std::string name, std::uint32_t stat);
   void add_blob(Id parent, std::string name, std::string content, std::uint32_t stat);
   void add_file(Id parent, std::string name, std::uint32_t source, std::uint32_t stat);
   // One tensor of a model; `file_name` is its mapped name.
-  void add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
-                  std::uint32_t tensor, std::uint32_t stat);
+  void add_tensor(Id parent, std::string_view file_name, std::uint32_t source, std::uint32_t tensor,
+                  std::uint32_t stat);
   // The layout of DESIGN.md §2 under `dir`: __header__.json,
   // __metadata__.json and one file per tensor of source `source`.
   void add_model_contents(Id dir, std::uint32_t source);
