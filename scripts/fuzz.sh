@@ -11,10 +11,13 @@ shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree)
 
-if ! command -v clang++ >/dev/null; then
+# clang, and libclang-rt-14-dev for libFuzzer and the sanitizer runtimes.
+if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
+    grep -q "install ok installed"; then
   SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
   "${SUDO[@]}" apt-get update
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends clang
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends \
+    clang libclang-rt-14-dev
 fi
 scripts/setup.sh build >/dev/null   # the unit tests make seeds
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTFS_FUZZ=ON \

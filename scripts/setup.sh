@@ -16,6 +16,7 @@ PACKAGES=(
   libbenchmark-dev              # bench/bench_parse
   python3 python3-numpy         # sample generator and test helpers
   attr                          # getfattr, used by the run script and tests
+  valgrind                      # the leak test of a whole mount session
 )
 
 missing=()

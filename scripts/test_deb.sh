@@ -39,7 +39,8 @@ if systemd-analyze verify /lib/systemd/system/stfs@.service "$work/mnt-model.mou
 else
   bad "systemd-analyze verify"
 fi
-man -w stfs >/dev/null 2>&1 && ok "man stfs" || bad "man stfs"
+ls /usr/share/man/man1/stfs.1* /usr/share/man/man8/mount.stfs.8* >/dev/null 2>&1 \
+  && ok "man pages installed" || bad "man pages installed"
 if mount -t stfs "$(pwd)/samples/tiny-llama.safetensors" "$work/mnt"; then
   ok "mount -t stfs"
   findmnt -n -o FSTYPE,SOURCE "$work/mnt" | grep -q "fuse.stfs $(pwd)/samples/tiny-llama.safetensors" \
