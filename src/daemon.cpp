@@ -89,7 +89,7 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
   if (S_ISDIR(st.st_mode)) {
     // A model folder: invalid files inside are left out with a warning.
-    tree = Tree::for_directory(o.source, o.attr, o.limits);
+    tree = Tree::for_directory(o.source, o.attr, o.limits, o.views);
   } else {
     auto model = Model::open(o.source, o.limits);
     if (!model) {
@@ -98,7 +98,7 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
       spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
       return kExitInvalidSource;
     }
-    tree = Tree::for_model(std::move(model).value(), o.attr);
+    tree = Tree::for_model(std::move(model).value(), o.attr, o.views);
   }
   if (!tree) {
     spdlog::error("cannot mount {}: {}", o.source, tree.error().message);

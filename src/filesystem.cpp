@@ -78,8 +78,22 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
     plan.data = tree_.blob(n->index).data() + offset;
     return plan;
   }
+  std::uint64_t data_offset = offset;
+  if (n->kind == NodeKind::kNpy) {
+    // The header from memory, then the tensor's bytes from the source.
+    const std::string& head = tree_.blob(n->blob);
+    if (offset < head.size()) {
+      plan.head = head.data() + offset;
+      plan.head_size = std::min(plan.size, static_cast<std::size_t>(head.size() - offset));
+      plan.size -= plan.head_size;
+      data_offset = 0;
+    } else {
+      data_offset = offset - head.size();
+    }
+    if (plan.size == 0) return plan;
+  }
   const Source& src = *sources_[n->model];
-  const std::uint64_t begin = n->offset + offset;
+  const std::uint64_t begin = n->offset + data_offset;
   // A request that reaches past what is left of a truncated source fails
   // whole: a short read would look like end of file to the reader.
   if (begin + plan.size > src.intact.load(std::memory_order_relaxed)) {
@@ -110,7 +124,9 @@ Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   // libacl remember that per device and stop asking: otherwise every entry
   // costs two uncached round trips to the daemon (FUSE never caches xattrs).
   if (name.substr(0, 5) != "user.") return unexpected(err(EOPNOTSUPP, "not supported"));
-  if (n->kind != NodeKind::kTensor) return unexpected(err(ENODATA, "no such attribute"));
+  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy) {
+    return unexpected(err(ENODATA, "no such attribute"));
+  }
   const TensorInfo& t = tree_.tensor(*n);
   if (name == kXattrs[0]) return std::string(t.name);
   if (name == kXattrs[1]) return std::string(dtype_name(t.dtype));
@@ -126,7 +142,7 @@ Result<std::string> Filesystem::listxattr(Ino ino) const {
   const Node* n = tree_.node(ino);
   if (!n) return unexpected(err(ENOENT, "no such inode"));
   std::string out;
-  if (n->kind != NodeKind::kTensor) return out;
+  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy) return out;
   for (std::string_view x : kXattrs) {
     out += x;
     out += '\0';

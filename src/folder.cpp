@@ -103,14 +103,14 @@ class FolderScan {
 }  // namespace
 
 Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
-                                 const Limits& limits) {
+                                 const Limits& limits, const ViewOptions& views) {
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0) {
     int e = errno;
     return unexpected(Error{e, std::strerror(e)});
   }
   if (!S_ISDIR(st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});
-  TreeBuilder b(attr, st);
+  TreeBuilder b(attr, st, views);
   FolderScan(b, limits).scan(0, root, 0);
   return b.finish();
 }

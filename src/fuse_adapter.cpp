@@ -138,7 +138,15 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     // The kernel copies straight from the source's page-cache pages. If the
     // source was truncated under us, that copy fails: the reader gets EIO
     // from the kernel and we get EFAULT, and stop serving what is gone.
-    int res = fuse_reply_buf(req, plan->data, plan->size);
+    int res;
+    if (plan->head_size == 0) {
+      res = fuse_reply_buf(req, plan->data, plan->size);
+    } else {
+      // An NPY header from memory, then the source's bytes: still no copy.
+      iovec iov[2] = {{const_cast<char*>(plan->head), plan->head_size},
+                      {const_cast<char*>(plan->data), plan->size}};
+      res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
+    }
     if (res == -EFAULT && plan->from_source) {
       c.fs->source_fault(plan->model);
       if (!c.fault_logged.exchange(true)) {

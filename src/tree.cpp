@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "stfs/json_writer.hpp"
+#include "stfs/npy.hpp"
 #include "tree_builder.hpp"
 
 namespace stfs {
@@ -21,7 +22,9 @@ Ino Tree::find_child(Ino parent, std::string_view name) const {
   return static_cast<Ino>(it - nodes_.begin()) + 1;
 }
 
-TreeBuilder::TreeBuilder(const AttrOptions& attr, const struct stat& root_stat) {
+TreeBuilder::TreeBuilder(const AttrOptions& attr, const struct stat& root_stat,
+                         const ViewOptions& views)
+    : views_(views) {
   tree_.attr_ = attr;
   tree_.stats_.push_back(root_stat);
   Draft root;
@@ -93,12 +96,37 @@ void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_
   ++tree_.tensor_count_;
 }
 
+void TreeBuilder::add_npy(Id parent, std::string_view file_name, std::uint32_t source,
+                          std::uint32_t tensor, std::uint32_t stat) {
+  const Header& h = tree_.models_[source].header();
+  auto header = npy_header(h.tensors[tensor]);
+  if (!header) return;  // F6, F4: no whole-byte elements
+  Draft d;
+  d.name = keep(std::string(file_name) + ".npy");
+  d.node.kind = NodeKind::kNpy;
+  d.node.model = source;
+  d.node.index = tensor;
+  d.node.blob = static_cast<std::uint32_t>(tree_.blobs_.size());
+  d.node.offset = h.data_start() + h.tensors[tensor].begin;
+  d.node.size = header->size() + h.tensors[tensor].size();
+  d.node.stat = stat;
+  tree_.blobs_.push_back(std::move(*header));
+  drafts_.push_back(std::move(d));
+  drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+}
+
 void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
   const Header& h = tree_.models_[source].header();
   const std::uint32_t stat = add_stat(tree_.models_[source].st());
   add_blob(dir, std::string(kHeaderFile), header_json(h), stat);
   add_blob(dir, std::string(kMetadataFile), metadata_json(h), stat);
-  const std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
+  std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
+  Id npy_dir = 0;
+  if (views_.npy) {
+    // The view's directory is reserved, so no tensor can hide it.
+    reserved.push_back(kNpyDir);
+    npy_dir = add_dir(dir, std::string(kNpyDir), stat);
+  }
   drafts_.reserve(drafts_.size() + h.tensors.size());
   drafts_[dir].kids.reserve(drafts_[dir].kids.size() + h.tensors.size());
   for (std::size_t i = 0; i < h.tensors.size(); ++i) {
@@ -106,6 +134,7 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     // Most names map to themselves: point at the header, copy nothing.
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
     add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
+    if (views_.npy) add_npy(npy_dir, name, source, static_cast<std::uint32_t>(i), stat);
   }
 }
 
@@ -165,8 +194,8 @@ Result<Tree> TreeBuilder::finish() {
   return std::move(tree_);
 }
 
-Result<Tree> Tree::for_model(Model model, const AttrOptions& attr) {
-  TreeBuilder b(attr, model.st());
+Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views) {
+  TreeBuilder b(attr, model.st(), views);
   std::uint32_t src = b.add_source(std::move(model));
   b.add_model_contents(0, src);
   return b.finish();

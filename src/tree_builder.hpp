@@ -15,7 +15,7 @@ class TreeBuilder {
  public:
   using Id = std::uint32_t;  // a draft entry; 0 is the root
 
-  TreeBuilder(const AttrOptions& attr, const struct stat& root_stat);
+  TreeBuilder(const AttrOptions& attr, const struct stat& root_stat, const ViewOptions& views = {});
 
   // Takes ownership of a source; returns its index for add_file/add_model.
   std::uint32_t add_source(Model m);
@@ -46,7 +46,11 @@ class TreeBuilder {
   };
   std::string_view keep(std::string name);
 
+  void add_npy(Id parent, std::string_view file_name, std::uint32_t source, std::uint32_t tensor,
+               std::uint32_t stat);
+
   Tree tree_;
+  ViewOptions views_;
   std::vector<Draft> drafts_;
 };
 

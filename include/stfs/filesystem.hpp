@@ -22,10 +22,14 @@ namespace stfs {
 // Where the bytes of a READ come from: an address in the source mapping
 // (never dereferenced by the daemon) or in a blob.
 struct ReadPlan {
+  const char* head = nullptr;  // in-memory bytes that come first (an NPY header)
+  std::size_t head_size = 0;
   const char* data = nullptr;
   std::size_t size = 0;
   std::uint32_t model = 0;
   bool from_source = false;  // true: `data` points into a source mapping
+
+  std::size_t total() const { return head_size + size; }
 };
 
 struct DirEntry {

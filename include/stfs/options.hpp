@@ -28,6 +28,7 @@ struct MountOptions {
   // -o read_ahead_kb=N|off: the mount's readahead when running as root.
   std::optional<unsigned> read_ahead_kb = 1024;
   AttrOptions attr;    // -o uid=, gid=, umask=
+  ViewOptions views;   // -o npy
   Limits limits;       // -o max_header=, max_tensors=
   std::string fsname;  // -o fsname= (default: the source path)
   // FUSE and mount options handed to libfuse as they are (allow_other...).

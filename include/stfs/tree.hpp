@@ -31,6 +31,7 @@ enum class NodeKind : std::uint8_t {
   kTensor,  // bytes of a source file range
   kBlob,    // bytes held in memory (the JSON files)
   kFile,    // a whole plain file of a directory source, as it is
+  kNpy,     // blob `blob` (an NPY header), then the bytes of tensor `index`
 };
 
 struct Node {
@@ -47,6 +48,12 @@ struct Node {
   Ino first_child = 0;       // kDir: children are [first_child, first_child + child_count)
   std::uint64_t child_count = 0;
   std::uint64_t nlink_extra = 0;  // kDir: number of subdirectories
+  std::uint32_t blob = 0;         // kNpy: the header blob
+};
+
+// Optional views of each model (DESIGN.md §6).
+struct ViewOptions {
+  bool npy = false;  // -o npy: __npy__/<name>.npy
 };
 
 // What the owner-related mount options override.
@@ -62,7 +69,8 @@ class Tree {
  public:
   // One model at the root: __header__.json, __metadata__.json and one file
   // per tensor. Fails with EEXIST when two tensor names map to one file name.
-  static Result<Tree> for_model(Model model, const AttrOptions& attr = {});
+  static Result<Tree> for_model(Model model, const AttrOptions& attr = {},
+                                const struct ViewOptions& views = {});
 
   // A model folder (DESIGN.md §4), mirrored recursively: every valid
   // X.safetensors becomes a directory laid out as for_model does, every
@@ -71,7 +79,8 @@ class Tree {
   // are followed; symlinks to directories are not (no loops). An invalid
   // .safetensors file is left out with a warning naming the rule.
   static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
-                                    const Limits& limits = {});
+                                    const Limits& limits = {},
+                                    const struct ViewOptions& views = {});
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if `ino` is out of range.
@@ -86,6 +95,7 @@ class Tree {
   std::size_t tensor_count() const { return tensor_count_; }
   const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
   const TensorInfo& tensor(const Node& n) const {
+    // kTensor and kNpy nodes
     return models_[n.model].header().tensors[n.index];
   }
 

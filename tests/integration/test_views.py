@@ -1,0 +1,106 @@
+"""Views beyond raw bytes (issue 6, DESIGN.md §6): -o npy."""
+import gc
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import stfs_testlib as lib  # noqa: E402
+from stfs_testlib import Mount  # noqa: E402
+
+try:
+    import numpy as np
+except ImportError:  # Debian's python3-numpy is installed by scripts/setup.sh
+    np = None
+
+NUMPY = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "I16": "<i2", "U16": "<u2", "F16": "<f2",
+         "I32": "<i4", "U32": "<u4", "F32": "<f4", "I64": "<i8", "U64": "<u8", "F64": "<f8",
+         "C64": "<c8",
+         # numpy has none of these: raw bits as unsigned integers of the width
+         "BF16": "<u2", "F8_E4M3": "|u1", "F8_E5M2": "|u1", "F8_E8M0": "|u1",
+         "F8_E4M3FNUZ": "|u1", "F8_E5M2FNUZ": "|u1"}
+BITS = {"BOOL": 8, "U8": 8, "I8": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32,
+        "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64, "F8_E4M3": 8,
+        "F8_E5M2": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F6_E2M3": 6,
+        "F6_E3M2": 6, "F4": 4}
+
+
+@unittest.skipIf(np is None, "numpy missing")
+@lib.require_fuse
+class NpyView(unittest.TestCase):
+    def make(self, d):
+        tensors = []
+        for i, (dtype, bits) in enumerate(sorted(BITS.items())):
+            for shape in ([3, 4], [], [0, 5], [7]):
+                count = 1
+                for s in shape:
+                    count *= s
+                if (count * bits) % 8:
+                    continue
+                tensors.append(("%s.%s" % (dtype.lower(), "x".join(map(str, shape)) or "scalar"),
+                                dtype, shape, lib.random_bytes(count * bits // 8, i)))
+        tensors.append(("__npy__", "F32", [2], lib.random_bytes(8, 99)))  # reserved name
+        src = os.path.join(d, "all.safetensors")
+        lib.write_safetensors(src, tensors, {"format": "pt"})
+        return src, tensors
+
+    def test_numpy_load_mmap_every_dtype(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, tensors = self.make(d)
+            with Mount(src, "-o", "npy") as mnt:
+                npy = os.path.join(mnt.path, "__npy__")
+                self.assertIn("%5F_npy__", os.listdir(mnt.path))
+                listed = set(os.listdir(npy))
+                for name, dtype, shape, blob in tensors:
+                    # With the view on, "__npy__" is reserved like the JSON files.
+                    base = "%5F_npy__" if name == "__npy__" else lib.map_name(name).decode()
+                    fname = base + ".npy"
+                    if dtype not in NUMPY:
+                        self.assertNotIn(fname, listed, "F6/F4 have no .npy")
+                        continue
+                    arr = np.load(os.path.join(npy, fname), mmap_mode="r")
+                    want = np.frombuffer(blob, dtype=NUMPY[dtype]).reshape(shape)
+                    self.assertEqual(arr.dtype, want.dtype, name)
+                    self.assertEqual(arr.shape, tuple(shape), name)
+                    self.assertTrue(np.array_equal(arr, want, equal_nan=dtype[0] in "FC")
+                                    if dtype[0] in "FC" and "8" not in dtype and dtype != "BF16"
+                                    else np.array_equal(arr, want), name)
+                    # Plain reads agree with the raw tensor file after the header.
+                    raw = open(os.path.join(mnt.path, base), "rb").read()
+                    whole = open(os.path.join(npy, fname), "rb").read()
+                    self.assertTrue(whole.endswith(raw))
+                    self.assertEqual((len(whole) - len(raw)) % 64, 0)
+                    self.assertEqual(os.getxattr(os.path.join(npy, fname), "user.stfs.name"),
+                                     name.encode())
+                    # A live memmap keeps the mount busy: release it.
+                    del arr
+                    gc.collect()
+
+    def test_reads_across_the_header_boundary(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, tensors = self.make(d)
+            name, _, _, blob = [t for t in tensors if t[0] == "f32.3x4"][0]
+            with Mount(src, "-o", "npy") as mnt:
+                path = os.path.join(mnt.path, "__npy__", name + ".npy")
+                whole = open(path, "rb").read()
+                head = len(whole) - len(blob)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    for off, n in ((0, 10), (head - 3, 7), (head, len(blob)), (5, 10000),
+                                   (len(whole) - 1, 10)):
+                        self.assertEqual(os.pread(fd, n, off), whole[off:off + n])
+                finally:
+                    os.close(fd)
+                self.assertTrue(whole[:6] == b"\x93NUMPY" and whole.endswith(blob))
+
+    def test_without_the_option_there_is_no_view(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, _ = self.make(d)
+            with Mount(src) as mnt:
+                self.assertIn("__npy__", os.listdir(mnt.path))  # the tensor, not the view
+                self.assertTrue(os.path.isfile(os.path.join(mnt.path, "__npy__")))
+
+
+if __name__ == "__main__":
+    unittest.main()
