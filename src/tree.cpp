@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
 
 #include "stfs/json_writer.hpp"
 #include "stfs/npy.hpp"
@@ -133,8 +134,57 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     std::string_view name = h.tensors[i].name;
     // Most names map to themselves: point at the header, copy nothing.
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
-    add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
+    if (!views_.tree) add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
     if (views_.npy) add_npy(npy_dir, name, source, static_cast<std::uint32_t>(i), stat);
+  }
+  if (views_.tree) add_tensor_tree(dir, source, stat, reserved);
+}
+
+void TreeBuilder::add_tensor_tree(Id dir, std::uint32_t source, std::uint32_t stat,
+                                  const std::vector<std::string_view>& root_reserved) {
+  const Header& h = tree_.models_[source].header();
+  // Each component goes through the name mapping on its own; the model's
+  // own files are reserved at its top, __tensor__ everywhere.
+  std::vector<std::string_view> top = root_reserved;
+  top.push_back(kSelfTensor);
+  const std::vector<std::string_view> inner = {kSelfTensor};
+  auto components = [&](std::string_view name) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (true) {
+      std::size_t dot = name.find('.', start);
+      std::string_view part = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+      out.push_back(encode_name(part, out.empty() ? top : inner));
+      if (dot == std::string_view::npos) break;
+      start = dot + 1;
+    }
+    return out;
+  };
+  // Every path that is a directory: all proper prefixes of every name.
+  std::map<std::vector<std::string>, Id> dirs;
+  std::vector<std::vector<std::string>> paths;
+  paths.reserve(h.tensors.size());
+  for (const TensorInfo& t : h.tensors) paths.push_back(components(t.name));
+  for (const auto& p : paths) {
+    std::vector<std::string> prefix;
+    Id parent = dir;
+    for (std::size_t i = 0; i + 1 < p.size(); ++i) {
+      prefix.push_back(p[i]);
+      auto it = dirs.find(prefix);
+      if (it == dirs.end()) it = dirs.emplace(prefix, add_dir(parent, p[i], stat)).first;
+      parent = it->second;
+    }
+  }
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    const auto& p = paths[i];
+    std::vector<std::string> parent_path(p.begin(), p.end() - 1);
+    Id parent = parent_path.empty() ? dir : dirs.at(parent_path);
+    // A name that is also a directory (w beside w.absmax) goes inside it.
+    if (auto d = dirs.find(p); d != dirs.end()) {
+      add_tensor(d->second, kSelfTensor, source, static_cast<std::uint32_t>(i), stat);
+    } else {
+      add_tensor(parent, keep(p.back()), source, static_cast<std::uint32_t>(i), stat);
+    }
   }
 }
 

@@ -53,8 +53,13 @@ struct Node {
 
 // Optional views of each model (DESIGN.md §6).
 struct ViewOptions {
-  bool npy = false;  // -o npy: __npy__/<name>.npy
+  bool npy = false;   // -o npy: __npy__/<name>.npy
+  bool tree = false;  // -o tree: dotted names as nested directories
 };
+
+// In the tree view, a tensor whose name is also a prefix of others (`w`
+// beside `w.absmax`) lives inside that directory under this name.
+inline constexpr std::string_view kSelfTensor = "__tensor__";
 
 // What the owner-related mount options override.
 struct AttrOptions {

@@ -71,7 +71,7 @@ def fnv1a64(data):
     return h
 
 
-def map_name(name):
+def map_name(name, reserved=RESERVED):
     """The file name of tensor `name`, as bytes."""
     raw = name.encode("utf-8")
     if raw == b"":
@@ -88,7 +88,7 @@ def map_name(name):
             else:
                 out.append(byte)
         out = bytes(out)
-    if out.decode() in RESERVED:
+    if out.decode() in reserved:
         out = b"%%%02X" % out[0] + out[1:]
     if len(out) > 255:
         keep, i = b"", 0
@@ -101,6 +101,18 @@ def map_name(name):
             i += n
         out = keep + b"%~" + b"%016x" % fnv1a64(raw)
     return out
+
+
+def tree_path(name, names):
+    """The path of tensor `name` under -o tree (bytes, relative): components
+    split at '.', each mapped on its own; a name that is also a prefix of
+    another lives inside its directory as __tensor__."""
+    parts = name.split(".")
+    out = [map_name(p, RESERVED + ("__tensor__",) if i == 0 else ("__tensor__",))
+           for i, p in enumerate(parts)]
+    if any(other.startswith(name + ".") for other in names):
+        out.append(b"__tensor__")
+    return b"/".join(out)
 
 
 # ---- writing files ----

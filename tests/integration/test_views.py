@@ -102,5 +102,47 @@ class NpyView(unittest.TestCase):
                 self.assertTrue(os.path.isfile(os.path.join(mnt.path, "__npy__")))
 
 
+@lib.require_fuse
+class TreeView(unittest.TestCase):
+    def check_tree(self, src):
+        header, _, start = lib.read_header(src)
+        with Mount(src, "-o", "tree") as mnt:
+            root = os.fsencode(mnt.path)
+            files = set()
+            for dirpath, _, filenames in os.walk(root):
+                for f in filenames:
+                    files.add(os.path.relpath(os.path.join(dirpath, f), root))
+            want = {lib.tree_path(n, header) for n in header}
+            self.assertEqual(files, want | {b"__header__.json", b"__metadata__.json"})
+            for name, entry in header.items():
+                p = os.path.join(root, lib.tree_path(name, header))
+                with open(p, "rb") as f:
+                    self.assertEqual(f.read(), lib.tensor_bytes(src, entry, start), name)
+                self.assertEqual(os.getxattr(p, "user.stfs.name"), name.encode())
+
+    def test_transformer_names(self):
+        self.check_tree(lib.SAMPLE)
+        with Mount(lib.SAMPLE, "-o", "tree") as mnt:
+            self.assertTrue(os.path.isfile(os.path.join(
+                mnt.path, "model/layers/0/mlp/up_proj/weight")))
+            self.assertEqual(sorted(os.listdir(os.path.join(mnt.path, "model/layers"))),
+                             ["0", "1"])
+
+    def test_tensor_that_is_also_a_prefix(self):
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "bnb.safetensors")
+            lib.write_safetensors(src, [
+                ("w", "U8", [2], b"ab"), ("w.absmax", "F32", [1], b"abcd"),
+                ("w.quant_map", "F32", [1], b"efgh"), ("a..b", "U8", [1], b"y"),
+                ("x/y.z", "U8", [1], b"z"), ("__tensor__.k", "U8", [1], b"t"),
+                ("lm_head.weight", "U8", [1], b"l")])
+            self.check_tree(src)
+            with Mount(src, "-o", "tree") as mnt:
+                self.assertEqual(open(os.path.join(mnt.path, "w", "__tensor__"), "rb").read(),
+                                 b"ab")
+                self.assertEqual(open(os.path.join(mnt.path, "w", "absmax"), "rb").read(),
+                                 b"abcd")
+
+
 if __name__ == "__main__":
     unittest.main()
