@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 
+#include "stfs/convert.hpp"
 #include "stfs/json_writer.hpp"
 #include "stfs/names.hpp"
 
@@ -71,6 +72,7 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   const Node* n = tree_.node(ino);
   if (!n) return unexpected(err(ENOENT, "no such inode"));
   if (n->kind == NodeKind::kDir) return unexpected(err(EISDIR, "is a directory"));
+  if (n->kind == NodeKind::kF32) return unexpected(err(EINVAL, "use read_converted"));
   ReadPlan plan;
   if (offset >= n->size) return plan;  // EOF
   plan.size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
@@ -105,6 +107,28 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   return plan;
 }
 
+Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size_t size,
+                                        std::string& out) const {
+  out.clear();
+  const Node* n = tree_.node(ino);
+  if (!n || n->kind != NodeKind::kF32) return unexpected(err(EINVAL, "not a converted file"));
+  if (offset >= n->size) return {};
+  size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
+  const TensorInfo& t = tree_.tensor(*n);
+  const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1 or 2: whole bytes only
+  const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
+  std::string raw(static_cast<std::size_t>((last - first) * bytes), '\0');
+  const int fd = tree_.models()[n->model].fd();
+  if (auto r = pread_full(fd, raw.data(), raw.size(), n->offset + first * bytes); !r) {
+    return unexpected(err(EIO, "cannot read the source: " + r.error().message));
+  }
+  std::string converted(static_cast<std::size_t>((last - first) * 4), '\0');
+  to_f32(t.dtype, reinterpret_cast<const std::uint8_t*>(raw.data()),
+         static_cast<std::size_t>(last - first), reinterpret_cast<float*>(converted.data()));
+  out.assign(converted, static_cast<std::size_t>(offset - first * 4), size);
+  return {};
+}
+
 void Filesystem::source_fault(std::uint32_t model) {
   Source& src = *sources_[model];
   struct stat st {};
@@ -124,7 +148,7 @@ Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   // libacl remember that per device and stop asking: otherwise every entry
   // costs two uncached round trips to the daemon (FUSE never caches xattrs).
   if (name.substr(0, 5) != "user.") return unexpected(err(EOPNOTSUPP, "not supported"));
-  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy) {
+  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy && n->kind != NodeKind::kF32) {
     return unexpected(err(ENODATA, "no such attribute"));
   }
   const TensorInfo& t = tree_.tensor(*n);
@@ -142,7 +166,9 @@ Result<std::string> Filesystem::listxattr(Ino ino) const {
   const Node* n = tree_.node(ino);
   if (!n) return unexpected(err(ENOENT, "no such inode"));
   std::string out;
-  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy) return out;
+  if (n->kind != NodeKind::kTensor && n->kind != NodeKind::kNpy && n->kind != NodeKind::kF32) {
+    return out;
+  }
   for (std::string_view x : kXattrs) {
     out += x;
     out += '\0';

@@ -87,6 +87,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       o.views.npy = true;
     } else if (opt == "tree") {
       o.views.tree = true;
+    } else if (opt == "f32") {
+      o.views.f32 = true;
     } else if (opt == "rw") {
       // mount(8) hands helpers "rw" by default; the mount stays read-only.
       o.rw_requested = true;
@@ -127,6 +129,7 @@ std::string_view mount_options_help() {
          "  fsname=NAME          device name shown by mount (default: the source path)\n"
          "  npy                  add __npy__/<tensor>.npy files that numpy.load opens\n"
          "  tree                 dotted tensor names as nested directories\n"
+         "  f32                  add __f32__/<tensor>: BF16, F16, F8 as float32\n"
          "  threads=N            most worker threads (default 8)\n"
          "  read_ahead_kb=N|off  readahead of the mount, set when root (default 1024)\n"
          "  max_header=N         refuse headers over N bytes (default 100000000)\n"

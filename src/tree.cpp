@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <map>
 
+#include "stfs/convert.hpp"
 #include "stfs/json_writer.hpp"
 #include "stfs/npy.hpp"
 #include "tree_builder.hpp"
@@ -122,11 +123,15 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
   add_blob(dir, std::string(kHeaderFile), header_json(h), stat);
   add_blob(dir, std::string(kMetadataFile), metadata_json(h), stat);
   std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
-  Id npy_dir = 0;
+  Id npy_dir = 0, f32_dir = 0;
   if (views_.npy) {
     // The view's directory is reserved, so no tensor can hide it.
     reserved.push_back(kNpyDir);
     npy_dir = add_dir(dir, std::string(kNpyDir), stat);
+  }
+  if (views_.f32) {
+    reserved.push_back(kF32Dir);
+    f32_dir = add_dir(dir, std::string(kF32Dir), stat);
   }
   drafts_.reserve(drafts_.size() + h.tensors.size());
   drafts_[dir].kids.reserve(drafts_[dir].kids.size() + h.tensors.size());
@@ -136,6 +141,18 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
     if (!views_.tree) add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
     if (views_.npy) add_npy(npy_dir, name, source, static_cast<std::uint32_t>(i), stat);
+    if (views_.f32 && f32_convertible(h.tensors[i].dtype)) {
+      Draft d;
+      d.name = name;
+      d.node.kind = NodeKind::kF32;
+      d.node.model = source;
+      d.node.index = static_cast<std::uint32_t>(i);
+      d.node.offset = h.data_start() + h.tensors[i].begin;
+      d.node.size = h.tensors[i].size() * 8 / dtype_bits(h.tensors[i].dtype) * 4;
+      d.node.stat = stat;
+      drafts_.push_back(std::move(d));
+      drafts_[f32_dir].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+    }
   }
   if (views_.tree) add_tensor_tree(dir, source, stat, reserved);
 }

@@ -58,6 +58,16 @@ class Filesystem {
   // Clamps [offset, offset + size) to the file. EIO if the range lies past
   // what is left of a truncated source.
   Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
+  // For kF32 nodes: the float32 bytes [offset, offset + size), converted from
+  // the source read with pread (never through the mapping: a truncated
+  // source then gives EIO, not SIGBUS). Fills `out`.
+  Result<void> read_converted(Ino ino, std::uint64_t offset, std::size_t size,
+                              std::string& out) const;
+  bool is_converted(Ino ino) const {
+    const Node* n = tree_.node(ino);
+    return n && n->kind == NodeKind::kF32;
+  }
+
   // The kernel could not copy from the mapping of `model` (EFAULT): re-read
   // the source's size and stop serving what is gone.
   void source_fault(std::uint32_t model);

@@ -32,6 +32,7 @@ enum class NodeKind : std::uint8_t {
   kBlob,    // bytes held in memory (the JSON files)
   kFile,    // a whole plain file of a directory source, as it is
   kNpy,     // blob `blob` (an NPY header), then the bytes of tensor `index`
+  kF32,     // tensor `index` converted to float32 on the fly
 };
 
 struct Node {
@@ -55,6 +56,7 @@ struct Node {
 struct ViewOptions {
   bool npy = false;   // -o npy: __npy__/<name>.npy
   bool tree = false;  // -o tree: dotted names as nested directories
+  bool f32 = false;   // -o f32: __f32__/<name>, BF16/F16/F8 as float32
 };
 
 // In the tree view, a tensor whose name is also a prefix of others (`w`

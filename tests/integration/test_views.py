@@ -102,6 +102,74 @@ class NpyView(unittest.TestCase):
                 self.assertTrue(os.path.isfile(os.path.join(mnt.path, "__npy__")))
 
 
+def f8_reference(v, exp_bits, man_bits, bias, kind):
+    """Independent decoding of one 8-bit float (numpy has none)."""
+    import math
+    if kind == "fnuz" and v == 0x80:
+        return math.nan
+    if kind == "fn" and (v & 0x7F) == 0x7F:
+        return math.nan
+    sign = -1.0 if v >> 7 else 1.0
+    e = (v >> man_bits) & ((1 << exp_bits) - 1)
+    m = v & ((1 << man_bits) - 1)
+    if kind == "ieee" and e == (1 << exp_bits) - 1:
+        return math.nan if m else sign * math.inf
+    if e == 0:
+        return sign * m * 2.0 ** (1 - bias - man_bits)
+    return sign * (1 + m / 2.0 ** man_bits) * 2.0 ** (e - bias)
+
+
+@unittest.skipIf(np is None, "numpy missing")
+@lib.require_fuse
+class F32View(unittest.TestCase):
+    def test_conversions_match_an_independent_reading(self):
+        all_bytes = bytes(range(256))
+        rng = np.random.default_rng(7)
+        f16 = rng.standard_normal(300).astype("<f2").tobytes() + np.array(
+            [0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, 65504], dtype="<f2").tobytes()
+        bf16_bits = np.concatenate([rng.integers(0, 1 << 16, 500, dtype=np.uint16),
+                                    np.array([0x7F80, 0xFF80, 0x7FC0, 0x0001, 0x8000],
+                                             dtype=np.uint16)]).astype("<u2")
+        tensors = [("h", "F16", [len(f16) // 2], f16),
+                   ("b", "BF16", [len(bf16_bits)], bf16_bits.tobytes()),
+                   ("e4m3", "F8_E4M3", [256], all_bytes), ("e5m2", "F8_E5M2", [256], all_bytes),
+                   ("e4m3fnuz", "F8_E4M3FNUZ", [256], all_bytes),
+                   ("e5m2fnuz", "F8_E5M2FNUZ", [256], all_bytes),
+                   ("e8m0", "F8_E8M0", [256], all_bytes),
+                   ("f", "F32", [2], b"abcdefgh")]
+        want = {
+            "h": np.frombuffer(f16, "<f2").astype("<f4"),
+            "b": (bf16_bits.astype("<u4") << 16).view("<f4"),
+            "e4m3": np.array([f8_reference(v, 4, 3, 7, "fn") for v in range(256)], "<f4"),
+            "e5m2": np.array([f8_reference(v, 5, 2, 15, "ieee") for v in range(256)], "<f4"),
+            "e4m3fnuz": np.array([f8_reference(v, 4, 3, 8, "fnuz") for v in range(256)], "<f4"),
+            "e5m2fnuz": np.array([f8_reference(v, 5, 2, 16, "fnuz") for v in range(256)], "<f4"),
+            "e8m0": np.array([np.nan if v == 255 else 2.0 ** (v - 127) for v in range(256)],
+                             "<f4"),
+        }
+        # Spot values an engineer would check by hand.
+        self.assertEqual(want["e4m3"][0x7E], 448.0)
+        self.assertEqual(want["e5m2"][0x7B], 57344.0)
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "q.safetensors")
+            lib.write_safetensors(src, tensors)
+            with Mount(src, "-o", "f32") as mnt:
+                view = os.path.join(mnt.path, "__f32__")
+                self.assertEqual(sorted(os.listdir(view)), sorted(want))  # F32 not converted
+                for name, expected in want.items():
+                    path = os.path.join(view, name)
+                    got = np.fromfile(path, dtype="<f4")
+                    self.assertEqual(os.path.getsize(path), 4 * len(expected))
+                    self.assertTrue(np.array_equal(got, expected, equal_nan=True), name)
+                    raw = open(path, "rb").read()
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        for off, n in ((1, 5), (3, 9), (4 * 17 + 2, 31), (len(raw) - 3, 10)):
+                            self.assertEqual(os.pread(fd, n, off), raw[off:off + n], (name, off))
+                    finally:
+                        os.close(fd)
+
+
 @lib.require_fuse
 class TreeView(unittest.TestCase):
     def check_tree(self, src):
