@@ -241,8 +241,8 @@ class Cycles(unittest.TestCase):
     def test_no_leak_under_valgrind(self):
         if not shutil.which("valgrind"):
             self.skipTest("valgrind missing")
-        if "asan" in lib.STFS:
-            self.skipTest("sanitizer build")
+        if os.environ.get("STFS_SANITIZER"):
+            self.skipTest("valgrind cannot run a sanitizer build; the plain build runs this")
         with tempfile.TemporaryDirectory() as d:
             mp = os.path.join(d, "mnt")
             os.mkdir(mp)
