@@ -207,7 +207,7 @@ class Mount:
         if status not in (None, 0):
             raise AssertionError("daemon exited with %r:\n%s" % (status, log))
 
-    def start(self, timeout=20):
+    def start(self, timeout=60):
         if self.foreground:
             self._stderr = open(self.stderr_path, "wb")
             self.proc = subprocess.Popen([STFS, "-f", *self.options, self.source, self.path],
