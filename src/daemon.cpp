@@ -23,11 +23,13 @@
 
 #include "stfs/filesystem.hpp"
 #include "stfs/fuse_session.hpp"
+#include "stfs/live.hpp"
 #include "stfs/logging.hpp"
 #include "stfs/model.hpp"
 #include "stfs/mountinfo.hpp"
 #include "stfs/sd_notify.hpp"
 #include "stfs/tree.hpp"
+#include "stfs/watcher.hpp"
 
 namespace stfs {
 namespace {
@@ -212,7 +214,28 @@ int run_mount(MountOptions o) {
     return kExitOk;
   }
 
-  const std::string status_line = "STATUS=serving " + std::to_string(fs->tree().tensor_count()) +
+  // A directory source is watched and rebuilt when it changes; requests
+  // move to the new tree as a whole, open files keep theirs.
+  const bool dynamic = fs->tree().hashed_inos();
+  LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
+  FolderWatcher watcher(o.source, [&live, &o] {
+    auto tree = Tree::for_directory(o.source, o.attr, o.limits, o.views);
+    if (!tree) {
+      spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
+                   tree.error().message);
+      return;
+    }
+    const std::size_t n = tree->tensor_count();
+    auto next = Filesystem::create(std::move(tree).value());
+    if (!next) {
+      spdlog::warn("{} changed, but cannot be served: {}", o.source, next.error().message);
+      return;
+    }
+    live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
+    spdlog::info("{} changed: now serving {} tensors", o.source, n);
+  });
+  const std::string status_line = "STATUS=serving " +
+                                  std::to_string(live.current()->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;
   Watchdog watchdog;
   // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1
@@ -220,13 +243,15 @@ int run_mount(MountOptions o) {
   auto notify_ready = [&] {
     sd_notify("READY=1\n" + status_line);
     watchdog.start();
+    if (dynamic) watcher.start();
   };
   auto notify_stopping = [&] {
+    watcher.stop();
     watchdog.stop();
     sd_notify("STOPPING=1");
   };
 
-  if (o.foreground) return serve(*fs, o, {notify_ready, notify_stopping});
+  if (o.foreground) return serve(live, o, {notify_ready, notify_stopping});
 
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
@@ -277,7 +302,7 @@ int run_mount(MountOptions o) {
     redirect_stdio_to_null();
     init_logging(LogTarget::kSyslog, o.verbose, o.debug);
   };
-  int rc = serve(*fs, o, {on_ready, notify_stopping});
+  int rc = serve(live, o, {on_ready, notify_stopping});
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

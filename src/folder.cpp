@@ -112,7 +112,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& att
   if (!S_ISDIR(st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});
   TreeBuilder b(attr, st, views);
   FolderScan(b, limits).scan(0, root, 0);
-  return b.finish();
+  return b.finish(/*hashed=*/true);
 }
 
 }  // namespace stfs

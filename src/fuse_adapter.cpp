@@ -13,7 +13,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_set>
 #include <vector>
 
 #include "stfs/fuse_session.hpp"
@@ -25,11 +27,25 @@ namespace {
 // A year: the tree is immutable, so cached entries never go stale.
 constexpr double kForever = 365.0 * 24 * 3600;
 
+// An open file keeps the generation it was opened in: after a directory
+// source changes, a reader of a replaced file still reads its old bytes.
+struct OpenFile {
+  std::shared_ptr<Filesystem> fs;
+};
+
 struct Context {
-  Filesystem* fs;
-  const MountOptions* opts;
-  std::function<void()> on_ready;
+  LiveFs* live = nullptr;
+  const MountOptions* opts = nullptr;
+  // Forever for a file source; short for a directory source, whose names
+  // and attributes change when the folder does.
+  double timeout = kForever;
+  std::function<void()> on_ready{};
   std::atomic<bool> fault_logged{false};
+  // Open files, so those the kernel never released (RELEASE is sent in the
+  // background and may not arrive before unmount) are freed at the end.
+  // Locked on open and release only, never on the read path.
+  std::mutex open_mu;
+  std::unordered_set<OpenFile*> open_files;
   std::atomic<bool> read_ahead_pending{false};
 };
 
@@ -50,7 +66,8 @@ void tune_read_ahead_once(Context& c) {
 }
 
 Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
-Filesystem& fs_of(fuse_req_t req) { return *ctx(req).fs; }
+// The generation this request is served from.
+std::shared_ptr<Filesystem> fs_of(fuse_req_t req) { return ctx(req).live->current(); }
 
 // Runs `body`; if it throws, replies with an errno instead.
 template <typename Body>
@@ -69,12 +86,12 @@ void reply_error(fuse_req_t req, const Error& e) {
   fuse_reply_err(req, e.errnum);
 }
 
-fuse_entry_param entry_for(const struct stat& st) {
+fuse_entry_param entry_for(const struct stat& st, double timeout) {
   fuse_entry_param e{};
   e.ino = st.st_ino;
   e.attr = st;
-  e.attr_timeout = kForever;
-  e.entry_timeout = kForever;
+  e.attr_timeout = timeout;
+  e.entry_timeout = timeout;
   return e;
 }
 
@@ -92,14 +109,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   tune_read_ahead_once(ctx(req));
   guarded(req, [&] {
-    auto r = fs_of(req).lookup(parent, name);
+    auto r = fs_of(req)->lookup(parent, name);
     if (r) {
-      fuse_entry_param e = entry_for(*r);
+      fuse_entry_param e = entry_for(*r, ctx(req).timeout);
       fuse_reply_entry(req, &e);
     } else if (r.error().errnum == ENOENT) {
       // ino 0 with a timeout: the kernel caches the miss.
       fuse_entry_param e{};
-      e.entry_timeout = kForever;
+      e.entry_timeout = ctx(req).timeout;
       fuse_reply_entry(req, &e);
     } else {
       reply_error(req, r.error());
@@ -113,36 +130,51 @@ void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_non
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   tune_read_ahead_once(ctx(req));
   guarded(req, [&] {
-    auto r = fs_of(req).getattr(ino);
+    auto r = fs_of(req)->getattr(ino);
     if (!r) return reply_error(req, r.error());
-    fuse_reply_attr(req, &*r, kForever);
+    fuse_reply_attr(req, &*r, ctx(req).timeout);
   });
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, [&] {
-    auto r = fs_of(req).open(ino, fi->flags);
+    auto fs = fs_of(req);
+    auto r = fs->open(ino, fi->flags);
     if (!r) return reply_error(req, r.error());
-    fi->keep_cache = 1;  // the bytes never change: keep the page cache across opens
+    // The bytes behind an inode number never change (a changed file gets a
+    // new number): keep the page cache across opens.
+    fi->keep_cache = 1;
     fi->noflush = 1;
-    fuse_reply_open(req, fi);
+    auto* handle = new OpenFile{std::move(fs)};
+    Context& c = ctx(req);
+    {
+      std::lock_guard lock(c.open_mu);
+      c.open_files.insert(handle);
+    }
+    fi->fh = reinterpret_cast<std::uint64_t>(handle);
+    if (fuse_reply_open(req, fi) != 0) {  // interrupted: no RELEASE follows
+      std::lock_guard lock(c.open_mu);
+      c.open_files.erase(handle);
+      delete handle;
+    }
   });
 }
 
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
-    if (c.fs->is_converted(ino)) {
+    Filesystem* fs = reinterpret_cast<OpenFile*>(fi->fh)->fs.get();
+    if (fs->is_converted(ino)) {
       // The f32 view: converted in the daemon, so these bytes (unlike every
       // other file's) pass through its heap.
       thread_local std::string buf;
-      auto r = c.fs->read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
+      auto r = fs->read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
       if (!r) return reply_error(req, r.error());
       fuse_reply_buf(req, buf.data(), buf.size());
       return;
     }
-    auto plan = c.fs->read(ino, static_cast<std::uint64_t>(off), size);
+    auto plan = fs->read(ino, static_cast<std::uint64_t>(off), size);
     if (!plan) return reply_error(req, plan.error());
     // The kernel copies straight from the source's page-cache pages. If the
     // source was truncated under us, that copy fails: the reader gets EIO
@@ -157,10 +189,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
     }
     if (res == -EFAULT && plan->from_source) {
-      c.fs->source_fault(plan->model);
+      fs->source_fault(plan->model);
       if (!c.fault_logged.exchange(true)) {
         spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
-                      c.fs->tree().models()[plan->model].path(), c.fs->intact_size(plan->model));
+                      fs->tree().models()[plan->model].path(), fs->intact_size(plan->model));
       }
     }
   });
@@ -168,10 +200,12 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, [&] {
-    auto r = fs_of(req).opendir(ino);
+    auto r = fs_of(req)->opendir(ino);
     if (!r) return reply_error(req, r.error());
-    fi->cache_readdir = 1;
-    fi->keep_cache = 1;
+    // A file source's listings never change; a folder's may.
+    const bool fixed = !ctx(req).live->dynamic();
+    fi->cache_readdir = fixed;
+    fi->keep_cache = fixed;
     fuse_reply_open(req, fi);
   });
 }
@@ -179,7 +213,9 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
-    Filesystem& fs = fs_of(req);
+    auto fsp = fs_of(req);
+    const Filesystem& fs = *fsp;
+    const double timeout = ctx(req).timeout;
     std::vector<char> buf(size);
     std::size_t used = 0;
     auto r = fs.readdir(ino, static_cast<std::uint64_t>(off), [&](const DirEntry& e) {
@@ -187,7 +223,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
       struct stat st = fs.tree().attr(e.ino);
       std::size_t need;
       if (plus) {
-        fuse_entry_param ep = entry_for(st);
+        fuse_entry_param ep = entry_for(st, timeout);
         if (name == "." || name == "..") ep.ino = 0;  // the kernel looks these up itself
         need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &ep,
                                       static_cast<off_t>(e.next_offset));
@@ -211,13 +247,23 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
   do_readdir(req, ino, size, off, true);
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto* handle = reinterpret_cast<OpenFile*>(fi->fh);
+  Context& c = ctx(req);
+  {
+    std::lock_guard lock(c.open_mu);
+    c.open_files.erase(handle);
+  }
+  delete handle;
+  fuse_reply_err(req, 0);
+}
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {
   guarded(req, [&] {
-    struct statvfs s = fs_of(req).statfs();
+    struct statvfs s = fs_of(req)->statfs();
     fuse_reply_statfs(req, &s);
   });
 }
@@ -234,7 +280,7 @@ void reply_xattr(fuse_req_t req, const std::string& value, size_t size) {
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   guarded(req, [&] {
-    auto r = fs_of(req).getxattr(ino, name);
+    auto r = fs_of(req)->getxattr(ino, name);
     if (!r) return reply_error(req, r.error());
     reply_xattr(req, *r, size);
   });
@@ -242,7 +288,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   guarded(req, [&] {
-    auto r = fs_of(req).listxattr(ino);
+    auto r = fs_of(req)->listxattr(ino);
     if (!r) return reply_error(req, r.error());
     reply_xattr(req, *r, size);
   });
@@ -295,7 +341,7 @@ fuse_lowlevel_ops make_ops() {
   ops.opendir = op_opendir;
   ops.readdir = op_readdir;
   ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_release;
+  ops.releasedir = op_releasedir;
   ops.fsyncdir = op_fsync;
   ops.statfs = op_statfs;
   ops.setxattr = op_setxattr;
@@ -333,9 +379,14 @@ struct SessionGuard {
 
 }  // namespace
 
-int serve(Filesystem& fs, const MountOptions& opts, SessionHooks hooks) {
+int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   static const fuse_lowlevel_ops ops = make_ops();
-  Context c{&fs, &opts, std::move(hooks.on_ready)};
+  Context c;
+  c.live = &live;
+  c.opts = &opts;
+  c.on_ready = std::move(hooks.on_ready);
+  // Changes appear within this time plus the watcher's settle time.
+  if (live.dynamic()) c.timeout = 1.0;
   c.read_ahead_pending = opts.read_ahead_kb.has_value() && geteuid() == 0;
   SessionGuard g;
 
@@ -380,6 +431,8 @@ int serve(Filesystem& fs, const MountOptions& opts, SessionHooks hooks) {
     fuse_loop_cfg_destroy(cfg);
   }
   if (hooks.on_stopping) hooks.on_stopping();
+  for (OpenFile* f : c.open_files) delete f;  // the loop has ended: no more RELEASE
+  c.open_files.clear();
   // A signal ends the loop with 0 here; an error in the loop is logged.
   if (res != 0 && !fuse_session_exited(g.se)) {
     spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, res);

@@ -21,7 +21,7 @@ Ino Tree::find_child(Ino parent, std::string_view name) const {
   auto it = std::lower_bound(begin, end, name,
                              [](const Node& n, std::string_view key) { return n.name < key; });
   if (it == end || it->name != name) return 0;
-  return static_cast<Ino>(it - nodes_.begin()) + 1;
+  return it->ino;
 }
 
 TreeBuilder::TreeBuilder(const AttrOptions& attr, const struct stat& root_stat,
@@ -205,12 +205,61 @@ void TreeBuilder::add_tensor_tree(Id dir, std::uint32_t source, std::uint32_t st
   }
 }
 
-Result<Tree> TreeBuilder::finish() {
+namespace {
+
+// FNV-1a over more bytes.
+std::uint64_t mix(std::uint64_t h, const void* p, std::size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+}  // namespace
+
+Result<void> TreeBuilder::hash_inodes() {
+  Tree& t = tree_;
+  t.hashed_ = true;
+  std::vector<std::string> paths(t.nodes_.size());
+  t.by_ino_.reserve(t.nodes_.size());
+  for (std::size_t pos = 0; pos < t.nodes_.size(); ++pos) {
+    Node& n = t.nodes_[pos];
+    if (pos == 0) {
+      n.ino = kRootIno;
+    } else {
+      // Parents are still layout positions here.
+      paths[pos] = paths[n.parent - 1] + "/" + std::string(n.name);
+      std::uint64_t h = fnv1a64(paths[pos]);
+      h = mix(h, &n.kind, sizeof n.kind);
+      if (n.kind != NodeKind::kDir) {
+        const struct stat& st = t.stats_[n.stat];
+        for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                       static_cast<std::uint64_t>(st.st_mtim.tv_sec),
+                       static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
+                       static_cast<std::uint64_t>(st.st_size)}) {
+          h = mix(h, &v, sizeof v);
+        }
+      }
+      n.ino = h <= kRootIno ? h + 2 : h;  // 0 is invalid, 1 is the root
+    }
+    if (!t.by_ino_.emplace(n.ino, static_cast<std::uint32_t>(pos)).second) {
+      return unexpected(Error{EEXIST, "two entries hash to one inode number: " + paths[pos]});
+    }
+  }
+  // Parents were positions while laying out; now they are inode numbers.
+  for (Node& n : t.nodes_) n.parent = t.nodes_[n.parent - 1].ino;
+  return {};
+}
+
+Result<Tree> TreeBuilder::finish(bool hashed) {
   std::vector<Node>& nodes = tree_.nodes_;
   nodes.clear();
   nodes.reserve(drafts_.size());
   Node root = drafts_[0].node;
   root.parent = kRootIno;
+  root.ino = kRootIno;
   nodes.push_back(root);
   // Breadth first: (draft, its inode) of directories whose children are
   // still to be laid out.
@@ -248,6 +297,7 @@ Result<Tree> TreeBuilder::finish() {
       Node n = drafts_[k].node;
       n.name = name;
       n.parent = ino;
+      n.ino = nodes.size() + 1;
       tree_.total_bytes_ += n.size;
       nodes.push_back(n);
       if (n.kind == NodeKind::kDir) {
@@ -258,6 +308,10 @@ Result<Tree> TreeBuilder::finish() {
     nodes[ino - 1].nlink_extra = subdirs;
   }
   drafts_.clear();
+  if (hashed) {
+    // hash_inodes() looks parents up by position, as laid out above.
+    if (auto r = hash_inodes(); !r) return unexpected(r.error());
+  }
   return std::move(tree_);
 }
 

@@ -36,7 +36,8 @@ class TreeBuilder {
 
   // Lays the tree out; fails with EEXIST if two entries of a directory
   // have the same name (only FNV-1a collisions of long tensor names can).
-  Result<Tree> finish();
+  // `hashed`: inode numbers from paths and source identities (tree.hpp).
+  Result<Tree> finish(bool hashed = false);
 
  private:
   struct Draft {
@@ -45,6 +46,7 @@ class TreeBuilder {
     std::vector<Id> kids;
   };
   std::string_view keep(std::string name);
+  Result<void> hash_inodes();
 
   // Tensors of `source` under `dir` as nested directories split at '.'.
   void add_tensor_tree(Id dir, std::uint32_t source, std::uint32_t stat,

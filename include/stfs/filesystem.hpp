@@ -106,8 +106,8 @@ Result<void> Filesystem::readdir(Ino ino, std::uint64_t offset, Emit&& emit) con
     } else if (off == 1) {
       e = {"..", n->parent, 2};
     } else {
-      Ino child = n->first_child + (off - 2);
-      e = {tree_.node(child)->name, child, off + 1};
+      const Node* c = tree_.node_at(n->first_child + (off - 2));
+      e = {c->name, c->ino, off + 1};
     }
     if (!emit(e)) break;
   }

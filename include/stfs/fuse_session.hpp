@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "stfs/filesystem.hpp"
+#include "stfs/live.hpp"
 #include "stfs/options.hpp"
 
 namespace stfs {
@@ -17,9 +17,9 @@ struct SessionHooks {
   std::function<void()> on_stopping;
 };
 
-// Mounts `fs` at opts.mountpoint and serves it until it is unmounted or a
+// Mounts `live` at opts.mountpoint and serves it until it is unmounted or a
 // SIGTERM, SIGINT or SIGHUP arrives; then unmounts. Returns 0 after a clean
 // run, 3 if the mount failed.
-int serve(Filesystem& fs, const MountOptions& opts, SessionHooks hooks);
+int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks);
 
 }  // namespace stfs

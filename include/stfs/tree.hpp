@@ -1,11 +1,16 @@
 // Tree: the immutable namespace of a mount (DESIGN.md §2, §5).
 //
-// Inode numbering. Inodes are dense: 1 is the root, and the children of
-// every directory get consecutive numbers, sorted by file name, assigned
-// breadth first. So a directory's children are one inode range (lookup is a
-// binary search in it, readdir offsets are positions in it), and the same
-// source always gets the same numbers. The tree is complete before the
-// mount appears and never changes afterwards, so readers take no lock.
+// Layout and inode numbering. Nodes are laid out breadth first, and the
+// children of every directory take consecutive positions, sorted by file
+// name: lookup is a binary search in that range, readdir offsets are
+// positions in it. For a file source the inode number is the position (1 is
+// the root), so the same source always gets the same numbers. For a
+// directory source, whose tree is rebuilt when the folder changes, the
+// inode number is a hash of the node's path and of its source file's
+// identity (device, inode, mtime, size): unchanged files keep their
+// numbers across rebuilds, and a replaced file gets a new one, so the
+// kernel never serves its old cached pages for the new bytes. A tree never
+// changes once built, so readers take no lock.
 #pragma once
 
 #include <sys/stat.h>
@@ -16,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "stfs/model.hpp"
@@ -41,12 +47,13 @@ struct Node {
   std::string_view name;
   Ino parent = kRootIno;
   NodeKind kind = NodeKind::kDir;
-  std::uint32_t model = 0;   // kTensor, kFile: index into Tree::models()
-  std::uint32_t stat = 0;    // index into the stats that give modes, owners, times
-  std::uint32_t index = 0;   // kTensor: index into header().tensors; kBlob: into blobs
-  std::uint64_t offset = 0;  // kTensor: absolute offset of the first byte in the source
-  std::uint64_t size = 0;    // bytes (files)
-  Ino first_child = 0;       // kDir: children are [first_child, first_child + child_count)
+  std::uint32_t model = 0;        // kTensor, kFile: index into Tree::models()
+  std::uint32_t stat = 0;         // index into the stats that give modes, owners, times
+  std::uint32_t index = 0;        // kTensor: index into header().tensors; kBlob: into blobs
+  std::uint64_t offset = 0;       // kTensor: absolute offset of the first byte in the source
+  std::uint64_t size = 0;         // bytes (files)
+  Ino ino = 0;                    // this node's inode number
+  std::uint64_t first_child = 0;  // kDir: children are positions [first_child, +child_count)
   std::uint64_t child_count = 0;
   std::uint64_t nlink_extra = 0;  // kDir: number of subdirectories
   std::uint32_t blob = 0;         // kNpy: the header blob
@@ -90,10 +97,20 @@ class Tree {
                                     const struct ViewOptions& views = {});
 
   std::size_t node_count() const { return nodes_.size(); }
-  // nullptr if `ino` is out of range.
+  // nullptr if no node has inode number `ino`.
   const Node* node(Ino ino) const {
-    return ino >= 1 && ino <= nodes_.size() ? &nodes_[ino - 1] : nullptr;
+    if (!hashed_) return ino >= 1 && ino <= nodes_.size() ? &nodes_[ino - 1] : nullptr;
+    auto it = by_ino_.find(ino);
+    return it == by_ino_.end() ? nullptr : &nodes_[it->second];
   }
+  // The node at layout position `pos` (1-based; a directory's children are
+  // consecutive positions).
+  const Node* node_at(std::uint64_t pos) const {
+    return pos >= 1 && pos <= nodes_.size() ? &nodes_[pos - 1] : nullptr;
+  }
+  // Whether inode numbers are hashes (directory sources) rather than
+  // positions (file sources).
+  bool hashed_inos() const { return hashed_; }
   // The child of directory `parent` named `name`, or 0.
   Ino find_child(Ino parent, std::string_view name) const;
 
@@ -122,6 +139,8 @@ class Tree {
   std::vector<std::string> blobs_;
   std::vector<struct stat> stats_;
   std::size_t tensor_count_ = 0;
+  bool hashed_ = false;
+  std::unordered_map<Ino, std::uint32_t> by_ino_;  // hashed: inode -> position - 1
   friend class TreeBuilder;
   AttrOptions attr_;
   std::uint64_t total_bytes_ = 0;

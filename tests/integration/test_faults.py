@@ -85,8 +85,12 @@ class SourceChanges(unittest.TestCase):
                             got = os.pread(fd, 65536, off)
                         finally:
                             os.close(fd)
-                        if got != self.blobs[name][off:off + 65536]:
-                            bad.append((name, off))
+                        # All of it, or (when a later page failed) a correct
+                        # prefix: a short read, never a wrong byte.
+                        want = self.blobs[name][off:off + 65536]
+                        if not got or got != want[:len(got)]:
+                            if got or want:
+                                bad.append((name, off, len(got)))
                     except OSError as e:
                         errors.append(e.errno)
 
@@ -165,8 +169,11 @@ class DaemonDeath(unittest.TestCase):
                             errors.append(e.errno)
                             return
                         reads[0] += 1
-                        if got != blobs[name][off:off + (1 << 20)]:
-                            bad.append((name, off))
+                        # All of it, or a correct prefix when the daemon went
+                        # away mid-request (the next read then fails).
+                        want = blobs[name][off:off + (1 << 20)]
+                        if got != want[:len(got)] or (not got and want):
+                            bad.append((name, off, len(got)))
                 finally:
                     os.close(fd)
 
