@@ -151,5 +151,64 @@ class HuggingFaceCache(unittest.TestCase):
                     self.assertNotIn("dangling.json", os.listdir(base))
 
 
+def wait_for(predicate, seconds=2.0):
+    """True once predicate() holds, polling; False after `seconds`."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+@lib.require_fuse
+class LiveUpdates(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="stfs-live-")
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.src = os.path.join(self.tmp, "src")
+        os.mkdir(self.src)
+        lib.write_safetensors(os.path.join(self.src, "m.safetensors"),
+                              [("w", "U8", [4], b"old!"), ("b", "U8", [2], b"ob")])
+        with open(os.path.join(self.src, "config.json"), "w") as f:
+            f.write("{}\n")
+
+    def test_add_remove_and_replace_within_two_seconds(self):
+        with Mount(self.src) as mnt:
+            root = mnt.path
+            self.assertEqual(read(os.path.join(root, "m.safetensors", "w")), b"old!")
+            old_fd = os.open(os.path.join(root, "m.safetensors", "w"), os.O_RDONLY)
+            try:
+                # A new plain file, a new folder with a model, and a new model.
+                with open(os.path.join(self.src, "tokenizer.json"), "w") as f:
+                    f.write('{"v": 1}\n')
+                os.mkdir(os.path.join(self.src, "sub"))
+                lib.write_safetensors(os.path.join(self.src, "sub", "s.safetensors"),
+                                      [("x", "U8", [1], b"x")])
+                self.assertTrue(wait_for(lambda: os.path.exists(
+                    os.path.join(root, "tokenizer.json"))), "added file did not appear")
+                self.assertEqual(read(os.path.join(root, "tokenizer.json")), b'{"v": 1}\n')
+                self.assertTrue(wait_for(lambda: os.path.exists(
+                    os.path.join(root, "sub", "s.safetensors", "x"))), "new folder not seen")
+                # Removed.
+                os.unlink(os.path.join(self.src, "config.json"))
+                self.assertTrue(wait_for(lambda: not os.path.exists(
+                    os.path.join(root, "config.json"))), "removed file still there")
+                # Replaced by atomic rename, the way downloaders finish.
+                tmp = os.path.join(self.src, ".m.safetensors.part")
+                lib.write_safetensors(tmp, [("w", "U8", [4], b"new!"), ("c", "U8", [1], b"c")])
+                os.rename(tmp, os.path.join(self.src, "m.safetensors"))
+                self.assertTrue(wait_for(lambda: os.path.exists(
+                    os.path.join(root, "m.safetensors", "c"))), "replacement not seen")
+                self.assertEqual(read(os.path.join(root, "m.safetensors", "w")), b"new!")
+                self.assertFalse(os.path.exists(os.path.join(root, "m.safetensors", "b")))
+                # The reader that had the old file open still reads the old bytes.
+                self.assertEqual(os.pread(old_fd, 4, 0), b"old!")
+            finally:
+                os.close(old_fd)
+
+
 if __name__ == "__main__":
     unittest.main()
