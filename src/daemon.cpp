@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,7 +177,18 @@ void redirect_stdio_to_null() {
 
 }  // namespace
 
+// A folder source keeps one fd per file it serves; the default soft limit
+// (1024) is below what a large model folder needs, so take the hard limit.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int run_mount(MountOptions o) {
+  raise_fd_limit();
   auto src = canonical(o.source);
   if (!src) {
     spdlog::error("cannot mount {}: {}", o.source, src.error().message);
