@@ -279,6 +279,24 @@ TEST(Step5InvalidJson, UnknownFieldsAreValidatedAndIgnored) {
   }
 }
 
+TEST(Step5InvalidJson, HugeIntegersInUnknownFieldsAreAcceptedAsTheReferenceDoes) {
+  // serde_json reads integers past 64 bits as doubles while they are finite.
+  for (const char* n : {"18446744073709551616", "-9223372036854775809",
+                        "123456789012345678901234567890", "1e308", "-1.5e-320"}) {
+    EXPECT_TRUE(Accepts(
+        one(std::string(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)") + n + "}", "x")))
+        << n;
+  }
+  // ...but not when they overflow a double, nor in shape or data_offsets.
+  EXPECT_TRUE(Rejects(one(std::string(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1)") +
+                              std::string(400, '0') + "}",
+                          "x"),
+                      Rule::kInvalidJson));
+  EXPECT_TRUE(
+      Rejects(one(R"({"dtype":"U8","shape":[18446744073709551616],"data_offsets":[0,1]})", "x"),
+              Rule::kInvalidJson));
+}
+
 TEST(Step5InvalidJson, MetadataMustBeStringsOrNull) {
   auto r = parse(st_bytes(R"({"__metadata__":null})"));
   ASSERT_TRUE(r);
