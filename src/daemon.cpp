@@ -92,7 +92,7 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
   if (S_ISDIR(st.st_mode)) {
     // A model folder: invalid files inside are left out with a warning.
-    tree = Tree::for_directory(o.source, o.attr, o.limits, o.views);
+    tree = Tree::for_directory(o.source, o.attr, o.limits, o.views, o.mountpoint);
   } else {
     auto model = Model::open(o.source, o.limits);
     if (!model) {
@@ -230,8 +230,8 @@ int run_mount(MountOptions o) {
   // move to the new tree as a whole, open files keep theirs.
   const bool dynamic = fs->tree().hashed_inos();
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
-  FolderWatcher watcher(o.source, [&live, &o] {
-    auto tree = Tree::for_directory(o.source, o.attr, o.limits, o.views);
+  FolderWatcher watcher(o.source, o.mountpoint, [&live, &o] {
+    auto tree = Tree::for_directory(o.source, o.attr, o.limits, o.views, o.mountpoint);
     if (!tree) {
       spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
                    tree.error().message);

@@ -41,7 +41,8 @@ std::vector<std::string> list_dir(const std::string& path) {
 
 class FolderScan {
  public:
-  FolderScan(TreeBuilder& b, const Limits& limits) : b_(b), limits_(limits) {}
+  FolderScan(TreeBuilder& b, const Limits& limits, const std::string& skip)
+      : b_(b), limits_(limits), skip_(skip) {}
 
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
@@ -53,6 +54,7 @@ class FolderScan {
     std::vector<std::string> names = list_dir(path);
     for (const std::string& name : names) {
       const std::string full = path + "/" + name;
+      if (!skip_.empty() && full == skip_) continue;  // our own mountpoint
       struct stat st {};
       if (::lstat(full.c_str(), &st) != 0) continue;
       if (S_ISLNK(st.st_mode)) {
@@ -98,12 +100,14 @@ class FolderScan {
  private:
   TreeBuilder& b_;
   const Limits& limits_;
+  const std::string& skip_;
 };
 
 }  // namespace
 
 Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
-                                 const Limits& limits, const ViewOptions& views) {
+                                 const Limits& limits, const ViewOptions& views,
+                                 const std::string& skip) {
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0) {
     int e = errno;
@@ -111,7 +115,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& att
   }
   if (!S_ISDIR(st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});
   TreeBuilder b(attr, st, views);
-  FolderScan(b, limits).scan(0, root, 0);
+  FolderScan(b, limits, skip).scan(0, root, 0);
   return b.finish(/*hashed=*/true);
 }
 

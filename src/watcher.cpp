@@ -20,8 +20,8 @@ constexpr std::uint32_t kEvents = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOV
 
 // Watches `path` and every folder below it (not through symlinks, which
 // the tree does not follow into folders either).
-void watch_tree(int fd, const std::string& path, int depth) {
-  if (depth > 32) return;
+void watch_tree(int fd, const std::string& path, const std::string& skip, int depth) {
+  if (depth > 32 || path == skip) return;  // never watch (or stat into) our own mount
   if (::inotify_add_watch(fd, path.c_str(), kEvents | IN_ONLYDIR) < 0) {
     spdlog::warn("cannot watch {}: {}", path, std::strerror(errno));
     return;
@@ -33,7 +33,10 @@ void watch_tree(int fd, const std::string& path, int depth) {
     if (n == "." || n == "..") continue;
     std::string full = path + "/" + std::string(n);
     struct stat st {};
-    if (::lstat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) watch_tree(fd, full, depth + 1);
+    if (full == skip) continue;
+    if (::lstat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      watch_tree(fd, full, skip, depth + 1);
+    }
   }
   ::closedir(d);
 }
@@ -50,16 +53,16 @@ bool wait_and_drain(int fd, int ms) {
 
 // Arms a fresh set of watches on the whole tree, so folders created since
 // the last rebuild are watched too.
-UniqueFd arm(const std::string& root) {
+UniqueFd arm(const std::string& root, const std::string& skip) {
   UniqueFd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (fd.valid()) watch_tree(fd.get(), root, 0);
+  if (fd.valid()) watch_tree(fd.get(), root, skip, 0);
   return fd;
 }
 
 }  // namespace
 
-FolderWatcher::FolderWatcher(std::string root, std::function<void()> rebuild)
-    : root_(std::move(root)), rebuild_(std::move(rebuild)) {}
+FolderWatcher::FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild)
+    : root_(std::move(root)), skip_(std::move(skip)), rebuild_(std::move(rebuild)) {}
 
 FolderWatcher::~FolderWatcher() { stop(); }
 
@@ -73,7 +76,7 @@ void FolderWatcher::stop() {
 }
 
 void FolderWatcher::run() {
-  UniqueFd fd = arm(root_);
+  UniqueFd fd = arm(root_, skip_);
   if (!fd.valid()) {
     spdlog::error("cannot watch {} for changes: {}", root_, std::strerror(errno));
     return;
@@ -86,7 +89,7 @@ void FolderWatcher::run() {
     if (stopping_) return;
     // New watches before the scan: a change during the rebuild then shows
     // up on them and causes one more rebuild, never a missed one.
-    UniqueFd next = arm(root_);
+    UniqueFd next = arm(root_, skip_);
     if (next.valid()) fd = std::move(next);
     rebuild_();
   }

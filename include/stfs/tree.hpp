@@ -92,9 +92,11 @@ class Tree {
   // every other regular file appears as it is. Symlinks to regular files
   // are followed; symlinks to directories are not (no loops). An invalid
   // .safetensors file is left out with a warning naming the rule.
+  // `skip` is a path left out (the mountpoint, when it lies inside the
+  // folder: scanning it would read the mount itself).
   static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
-                                    const Limits& limits = {},
-                                    const struct ViewOptions& views = {});
+                                    const Limits& limits = {}, const struct ViewOptions& views = {},
+                                    const std::string& skip = {});
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if no node has inode number `ino`.

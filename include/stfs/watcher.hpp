@@ -11,7 +11,8 @@ namespace stfs {
 
 class FolderWatcher {
  public:
-  FolderWatcher(std::string root, std::function<void()> rebuild);
+  // `skip`: a path under root never watched nor entered (the mountpoint).
+  FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild);
   ~FolderWatcher();
   FolderWatcher(const FolderWatcher&) = delete;
   FolderWatcher& operator=(const FolderWatcher&) = delete;
@@ -26,6 +27,7 @@ class FolderWatcher {
   void run();
 
   std::string root_;
+  std::string skip_;
   std::function<void()> rebuild_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -165,6 +165,30 @@ def wait_for(predicate, seconds=2.0):
 
 @lib.require_fuse
 class LiveUpdates(unittest.TestCase):
+    def test_mountpoint_inside_the_folder_is_left_out(self):
+        # `stfs . mnt`: the mount must never list (or read) itself.
+        mnt_dir = os.path.join(self.src, "mnt")
+        os.mkdir(mnt_dir)
+        import subprocess
+        p = subprocess.Popen([lib.STFS, "-f", self.src, mnt_dir], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            self.assertTrue(wait_for(lambda: lib.find_mount(mnt_dir) is not None, 20))
+            self.assertEqual(sorted(os.listdir(mnt_dir)), ["config.json", "m.safetensors"])
+            with open(os.path.join(self.src, "extra.json"), "w") as f:
+                f.write("{}\n")
+            self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(mnt_dir, "extra.json"))))
+            self.assertNotIn("mnt", os.listdir(mnt_dir))
+        finally:
+            subprocess.run(["fusermount3", "-u", mnt_dir])
+            try:
+                self.assertEqual(p.wait(timeout=30), 0)
+            finally:
+                if p.poll() is None:
+                    subprocess.run(["fusermount3", "-uz", mnt_dir])
+                    p.kill()
+                    p.wait()
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="stfs-live-")
         self.addCleanup(shutil.rmtree, self.tmp)
