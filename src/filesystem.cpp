@@ -72,8 +72,11 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   const Node* n = tree_.node(ino);
   if (!n) return unexpected(err(ENOENT, "no such inode"));
   if (n->kind == NodeKind::kDir) return unexpected(err(EISDIR, "is a directory"));
-  if (n->kind == NodeKind::kF32) return unexpected(err(EINVAL, "use read_converted"));
   ReadPlan plan;
+  if (n->kind == NodeKind::kF32) {
+    plan.converted = true;
+    return plan;
+  }
   if (offset >= n->size) return plan;  // EOF
   plan.size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
   if (n->kind == NodeKind::kBlob) {

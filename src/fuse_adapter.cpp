@@ -165,7 +165,9 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
     Filesystem* fs = reinterpret_cast<OpenFile*>(fi->fh)->fs.get();
-    if (fs->is_converted(ino)) {
+    auto plan = fs->read(ino, static_cast<std::uint64_t>(off), size);
+    if (!plan) return reply_error(req, plan.error());
+    if (plan->converted) {
       // The f32 view: converted in the daemon, so these bytes (unlike every
       // other file's) pass through its heap.
       thread_local std::string buf;
@@ -174,8 +176,6 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       fuse_reply_buf(req, buf.data(), buf.size());
       return;
     }
-    auto plan = fs->read(ino, static_cast<std::uint64_t>(off), size);
-    if (!plan) return reply_error(req, plan.error());
     // The kernel copies straight from the source's page-cache pages. If the
     // source was truncated under us, that copy fails: the reader gets EIO
     // from the kernel and we get EFAULT, and stop serving what is gone.

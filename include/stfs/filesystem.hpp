@@ -28,6 +28,7 @@ struct ReadPlan {
   std::size_t size = 0;
   std::uint32_t model = 0;
   bool from_source = false;  // true: `data` points into a source mapping
+  bool converted = false;    // a kF32 file: call read_converted instead
 
   std::size_t total() const { return head_size + size; }
 };
@@ -56,17 +57,14 @@ class Filesystem {
   Result<void> readdir(Ino ino, std::uint64_t offset, Emit&& emit) const;
 
   // Clamps [offset, offset + size) to the file. EIO if the range lies past
-  // what is left of a truncated source.
+  // what is left of a truncated source. For a kF32 file the plan only says
+  // `converted`.
   Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
   // For kF32 nodes: the float32 bytes [offset, offset + size), converted from
   // the source read with pread (never through the mapping: a truncated
   // source then gives EIO, not SIGBUS). Fills `out`.
   Result<void> read_converted(Ino ino, std::uint64_t offset, std::size_t size,
                               std::string& out) const;
-  bool is_converted(Ino ino) const {
-    const Node* n = tree_.node(ino);
-    return n && n->kind == NodeKind::kF32;
-  }
 
   // The kernel could not copy from the mapping of `model` (EFAULT): re-read
   // the source's size and stop serving what is gone.
