@@ -19,10 +19,6 @@ namespace {
 // the bound keeps a hostile tree from exhausting anything.
 constexpr int kMaxDepth = 32;
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 std::vector<std::string> list_dir(const std::string& path) {
   std::vector<std::string> names;
   DIR* d = ::opendir(path.c_str());
@@ -68,7 +64,7 @@ class FolderScan {
       if (S_ISDIR(st.st_mode)) {
         scan(b_.add_dir(dir, name, b_.add_stat(st)), full, depth + 1);
       } else if (S_ISREG(st.st_mode)) {
-        if (ends_with(name, ".safetensors")) {
+        if (name.ends_with(".safetensors")) {
           auto m = Model::open(full, limits_);
           if (!m) {
             const ModelError& e = m.error();
@@ -88,7 +84,7 @@ class FolderScan {
           }
           const std::uint32_t src = b_.add_source(std::move(m).value());
           b_.add_file(dir, name, src, b_.add_stat(b_.source(src).st()));
-          if (ends_with(name, ".safetensors.index.json")) indexes.push_back(name);
+          if (name.ends_with(".safetensors.index.json")) indexes.push_back(name);
         }
       }
     }

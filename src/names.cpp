@@ -109,6 +109,10 @@ bool decode_name(std::string_view file_name, std::string& out) {
   return true;
 }
 
+std::string shorten_for_message(std::string_view s) {
+  return s.size() > 60 ? std::string(s.substr(0, 60)) + "..." : std::string(s);
+}
+
 Result<std::vector<std::string>> map_names(const std::vector<std::string_view>& names,
                                            const std::vector<std::string_view>& reserved) {
   std::vector<std::string> files;
@@ -124,9 +128,7 @@ Result<std::vector<std::string>> map_names(const std::vector<std::string_view>& 
   for (std::size_t i = 1; i < hashed.size(); ++i) {
     const std::string& f = files[hashed[i]];
     if (f == files[hashed[i - 1]]) {
-      auto shorten = [](std::string_view s) {
-        return s.size() > 60 ? std::string(s.substr(0, 60)) + "..." : std::string(s);
-      };
+      const auto shorten = shorten_for_message;
       return unexpected(Error{EEXIST, "tensor names `" + shorten(names[hashed[i - 1]]) + "` and `" +
                                           shorten(names[hashed[i]]) +
                                           "` map to the same file name `" + shorten(f) + "`"});

@@ -37,8 +37,6 @@ Error bad(std::string_view opt, std::string_view why) {
   return Error{EINVAL, "invalid mount option '" + std::string(opt) + "': " + std::string(why)};
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
 }  // namespace
 
 Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
@@ -105,8 +103,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       o.dropped.push_back(opt);  // nodev and nosuid are forced
     } else if (opt == "defaults" || opt == "auto" || opt == "noauto" || opt == "nofail" ||
                opt == "_netdev" || opt == "user" || opt == "users" || opt == "nouser" ||
-               opt == "owner" || opt == "group" || key == "comment" || starts_with(opt, "x-") ||
-               starts_with(opt, "X-") || opt == "relatime" || opt == "strictatime" ||
+               opt == "owner" || opt == "group" || key == "comment" || opt.starts_with("x-") ||
+               opt.starts_with("X-") || opt == "relatime" || opt == "strictatime" ||
                opt == "nodiratime" || opt == "lazytime") {
       // mount(8)'s own words, and atime modes libfuse 3.14 refuses.
       o.dropped.push_back(opt);

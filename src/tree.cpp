@@ -274,9 +274,7 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
     std::stable_sort(order.begin(), order.end());
     for (std::size_t i = 1; i < order.size(); ++i) {
       if (order[i].first == order[i - 1].first) {
-        auto show = [](std::string_view n) {
-          return n.size() > 60 ? std::string(n.substr(0, 60)) + "..." : std::string(n);
-        };
+        const auto show = shorten_for_message;
         auto label = [&](Id k) {
           const Node& n = drafts_[k].node;
           if (n.kind == NodeKind::kTensor) {

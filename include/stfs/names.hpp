@@ -42,6 +42,9 @@ bool maps_to_itself(std::string_view name, const std::vector<std::string_view>& 
 // no tensor name maps to.
 bool decode_name(std::string_view file_name, std::string& out);
 
+// `s` cut to 60 bytes plus "..." for error messages about long names.
+std::string shorten_for_message(std::string_view s);
+
 // File names for `names`, index for index. Fails with EEXIST and a message
 // naming both tensors if two map to the same file name.
 Result<std::vector<std::string>> map_names(const std::vector<std::string_view>& names,

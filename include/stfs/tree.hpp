@@ -120,8 +120,8 @@ class Tree {
   // Tensors served, over all models (for the STATUS line).
   std::size_t tensor_count() const { return tensor_count_; }
   const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
+  // The tensor behind a kTensor, kNpy or kF32 node.
   const TensorInfo& tensor(const Node& n) const {
-    // kTensor and kNpy nodes
     return models_[n.model].header().tensors[n.index];
   }
 
