@@ -169,6 +169,19 @@ def pids_serving(mountpoint):
     return out
 
 
+def reap(proc, mountpoint, timeout=30):
+    """Waits for a foreground stfs that a test started by hand; if it is still
+    running after `timeout`, lazily unmounts and kills it (by PID). Returns
+    its exit status, or None when it had to be killed."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
+        proc.kill()
+        proc.wait()
+        return None
+
+
 def run_stfs(*args, timeout=30):
     return subprocess.run([STFS, *args], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)

@@ -181,13 +181,7 @@ class LiveUpdates(unittest.TestCase):
             self.assertNotIn("mnt", os.listdir(mnt_dir))
         finally:
             subprocess.run(["fusermount3", "-u", mnt_dir])
-            try:
-                self.assertEqual(p.wait(timeout=30), 0)
-            finally:
-                if p.poll() is None:
-                    subprocess.run(["fusermount3", "-uz", mnt_dir])
-                    p.kill()
-                    p.wait()
+            self.assertEqual(lib.reap(p, mnt_dir, timeout=30), 0)
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="stfs-live-")

@@ -165,10 +165,7 @@ class SdNotify(unittest.TestCase):
                 messages.append(sock.recv(4096).decode())
                 self.assertEqual(p.wait(timeout=20), 0)
             finally:
-                if p.poll() is None:
-                    subprocess.run(["fusermount3", "-uz", mp])
-                    p.kill()
-                p.wait()
+                lib.reap(p, mp, timeout=0)
                 sock.close()
         return messages
 
@@ -204,13 +201,7 @@ class SdNotify(unittest.TestCase):
                 self.assertEqual(got[1:], ["WATCHDOG=1"] * 3)
             finally:
                 p.terminate()
-                try:
-                    p.wait(timeout=20)
-                finally:
-                    if p.poll() is None:
-                        subprocess.run(["fusermount3", "-uz", mp])
-                        p.kill()
-                        p.wait()
+                lib.reap(p, mp, timeout=20)
                 sock.close()
 
 
