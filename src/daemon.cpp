@@ -28,6 +28,7 @@
 #include "stfs/logging.hpp"
 #include "stfs/model.hpp"
 #include "stfs/mountinfo.hpp"
+#include "stfs/path_walk.hpp"
 #include "stfs/sd_notify.hpp"
 #include "stfs/tree.hpp"
 #include "stfs/watcher.hpp"
@@ -92,15 +93,30 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
   if (S_ISDIR(st.st_mode)) {
     // A model folder: invalid files inside are left out with a warning.
-    tree = Tree::for_directory(o.source, o.attr, o.limits, o.views, o.mountpoint);
+    tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint);
   } else {
-    auto model = Model::open(o.source, o.limits);
+    // Walked as given, links and all: the access rule needs every directory
+    // a reader must search to reach the file.
+    PathWalker walker(o.mountpoint);
+    auto w = walker.walk(o.source_as_given);
+    if (!w) {
+      spdlog::error("cannot mount {}: {}", o.source, w.error().message);
+      return kExitInvalidSource;
+    }
+    struct stat fst {};
+    auto fd = PathWalker::open_regular(*w, fst);
+    if (!fd) {
+      spdlog::error("cannot mount {}: {}", o.source, fd.error().message);
+      return kExitInvalidSource;
+    }
+    auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
     if (!model) {
       const ModelError& e = model.error();
       std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
       spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
       return kExitInvalidSource;
     }
+    model->set_presented(walker.presented(*w));
     tree = Tree::for_model(std::move(model).value(), o.attr, o.views);
   }
   if (!tree) {
@@ -194,6 +210,11 @@ int run_mount(MountOptions o) {
     spdlog::error("cannot mount {}: {}", o.source, src.error().message);
     return kExitInvalidSource;
   }
+  o.source_as_given = o.source;
+  if (!o.source.starts_with("/")) {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof cwd)) o.source_as_given = std::string(cwd) + "/" + o.source;
+  }
   o.source = *src;
   // mount(8) hands helpers "rw" by default: say so only when asked (-v) or
   // when rw came from stfs's own command line.
@@ -231,7 +252,7 @@ int run_mount(MountOptions o) {
   const bool dynamic = fs->tree().hashed_inos();
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
   FolderWatcher watcher(o.source, o.mountpoint, [&live, &o] {
-    auto tree = Tree::for_directory(o.source, o.attr, o.limits, o.views, o.mountpoint);
+    auto tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint);
     if (!tree) {
       spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
                    tree.error().message);

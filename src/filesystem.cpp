@@ -25,11 +25,11 @@ constexpr std::array<std::string_view, 5> kXattrs = {"user.stfs.name", "user.stf
 Result<std::unique_ptr<Filesystem>> Filesystem::create(Tree tree) {
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(tree)));
   for (const Model& m : fs->tree_.models()) {
-    auto src = std::make_unique<Source>();
     const auto size = static_cast<std::uint64_t>(m.st().st_size);
-    auto map = Mapping::map(m.fd(), size);
-    if (!map) return unexpected(map.error());
-    src->map = std::move(map).value();
+    // Every source is mapped by the time its tree is built (Tree::for_model,
+    // the folder scan); an unmapped one would serve nothing.
+    if (size > 0 && !m.mapping().data()) return unexpected(err(EINVAL, m.path() + ": not mapped"));
+    auto src = std::make_unique<Source>();
     src->intact.store(size);
     fs->sources_.push_back(std::move(src));
   }
@@ -104,7 +104,7 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   if (begin + plan.size > src.intact.load(std::memory_order_relaxed)) {
     return unexpected(err(EIO, "source truncated"));
   }
-  plan.data = src.map.data() + begin;
+  plan.data = tree_.models()[n->model].mapping().data() + begin;
   plan.model = n->model;
   plan.from_source = true;
   return plan;

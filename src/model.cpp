@@ -25,35 +25,56 @@ Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
   return {};
 }
 
-Result<Model, ModelError> Model::open_plain(const std::string& path) {
+Result<void> Model::map() {
+  auto m = Mapping::map(fd_.get(), static_cast<std::uint64_t>(st_.st_size));
+  if (!m) return unexpected(m.error());
+  map_ = std::move(m).value();
+  return {};
+}
+
+Model Model::plain(UniqueFd fd, std::string path, const struct stat& st) {
   Model m;
-  m.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  m.path_ = std::move(path);
+  m.fd_ = std::move(fd);
+  m.st_ = st;
+  m.presented_ = st.st_mode & 0777;
+  m.header_.file_size = static_cast<std::uint64_t>(st.st_size);
+  return m;
+}
+
+Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     int e = errno;
     return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
                                  std::string("cannot open: ") + std::strerror(e)});
   }
-  m.fd_.reset(fd);
-  if (::fstat(fd, &m.st_) != 0 || !S_ISREG(m.st_.st_mode)) {
-    return unexpected(
-        ModelError{ModelError::Kind::kInvalid, EINVAL, std::nullopt, "not a regular file"});
+  UniqueFd owned(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
+                                 std::string("cannot stat: ") + std::strerror(e)});
   }
-  m.header_.file_size = static_cast<std::uint64_t>(m.st_.st_size);
-  return m;
+  if (S_ISREG(st.st_mode)) {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
+  return load(std::move(owned), path, st, limits);
 }
 
-Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
+Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const struct stat& st,
+                                      const Limits& limits) {
   auto io_error = [](int e, std::string what) {
     return unexpected(
         ModelError{ModelError::Kind::kIo, e, std::nullopt, what + ": " + std::strerror(e)});
   };
   Model m;
-  m.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error(errno, "cannot open");
-  m.fd_.reset(fd);
-  if (::fstat(fd, &m.st_) != 0) return io_error(errno, "cannot stat");
+  m.path_ = std::move(path);
+  m.fd_ = std::move(fd_in);
+  m.st_ = st;
+  m.presented_ = st.st_mode & 0777;
+  const int fd = m.fd_.get();
   if (S_ISDIR(m.st_.st_mode)) return io_error(EISDIR, "cannot read");
   if (!S_ISREG(m.st_.st_mode)) {
     return unexpected(

@@ -9,7 +9,8 @@
 
 namespace stfs {
 
-// Adds the merged directory of index file `index` (in folder `path`, whose
+// Adds the merged directory of index file `index` (source `index_src`, read
+// from its open fd; in folder `path`, whose
 // entries are `siblings`, whose valid shards are `models`: file name ->
 // source) under `dir`. The directory is named X.safetensors after the index
 // X.safetensors.index.json, or X.safetensors.merged when the folder already
@@ -19,7 +20,8 @@ namespace stfs {
 // two shards of the index both hold is left out with a warning: never
 // served from the wrong place.
 void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& path,
-                     const std::string& index, const std::vector<std::string>& siblings,
+                     const std::string& index, std::uint32_t index_src,
+                     const std::vector<std::string>& siblings,
                      const std::map<std::string, std::uint32_t>& models);
 
 }  // namespace stfs

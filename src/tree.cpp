@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <spdlog/spdlog.h>
 
 #include "stfs/convert.hpp"
 #include "stfs/json_writer.hpp"
@@ -39,9 +40,15 @@ std::uint32_t TreeBuilder::add_source(Model m) {
   return static_cast<std::uint32_t>(tree_.models_.size() - 1);
 }
 
-std::uint32_t TreeBuilder::add_stat(const struct stat& st) {
+std::uint32_t TreeBuilder::add_stat(const struct stat& st, mode_t perm) {
   tree_.stats_.push_back(st);
+  tree_.stats_.back().st_mode = (st.st_mode & S_IFMT) | (perm & 0777);
   return static_cast<std::uint32_t>(tree_.stats_.size() - 1);
+}
+
+std::uint32_t TreeBuilder::add_model_stat(std::uint32_t i) {
+  const Model& m = tree_.models_[i];
+  return add_stat(m.st(), m.presented());
 }
 
 std::string_view TreeBuilder::keep(std::string name) {
@@ -119,7 +126,7 @@ void TreeBuilder::add_npy(Id parent, std::string_view file_name, std::uint32_t s
 
 void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
   const Header& h = tree_.models_[source].header();
-  const std::uint32_t stat = add_stat(tree_.models_[source].st());
+  const std::uint32_t stat = add_model_stat(source);
   add_blob(dir, std::string(kHeaderFile), header_json(h), stat);
   add_blob(dir, std::string(kMetadataFile), metadata_json(h), stat);
   std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
@@ -272,8 +279,9 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
     order.reserve(kids.size());
     for (Id k : kids) order.emplace_back(drafts_[k].name, k);
     std::stable_sort(order.begin(), order.end());
+    std::size_t kept = order.empty() ? 0 : 1;
     for (std::size_t i = 1; i < order.size(); ++i) {
-      if (order[i].first == order[i - 1].first) {
+      if (order[i].first == order[kept - 1].first) {
         const auto show = shorten_for_message;
         auto label = [&](Id k) {
           const Node& n = drafts_[k].node;
@@ -282,11 +290,15 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
           }
           return "`" + show(drafts_[k].name) + "`";
         };
-        return unexpected(
-            Error{EEXIST, label(order[i - 1].second) + " and " + label(order[i].second) +
-                              " map to the same file name `" + show(order[i].first) + "`"});
+        std::string what = label(order[kept - 1].second) + " and " + label(order[i].second) +
+                           " map to the same file name `" + show(order[i].first) + "`";
+        if (!hashed) return unexpected(Error{EEXIST, what});
+        spdlog::warn("{}: the second is left out", what);
+        continue;
       }
+      order[kept++] = order[i];
     }
+    order.resize(kept);
     Node& dir = nodes[ino - 1];
     dir.first_child = nodes.size() + 1;
     dir.child_count = order.size();
@@ -314,7 +326,12 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
 }
 
 Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views) {
-  TreeBuilder b(attr, model.st(), views);
+  if (!model.mapping().data() && model.st().st_size > 0) {
+    if (auto r = model.map(); !r) return unexpected(r.error());
+  }
+  struct stat root = model.st();
+  root.st_mode = (root.st_mode & S_IFMT) | model.presented();
+  TreeBuilder b(attr, root, views);
   std::uint32_t src = b.add_source(std::move(model));
   b.add_model_contents(0, src);
   return b.finish();
@@ -325,6 +342,10 @@ struct stat Tree::attr(Ino ino) const {
   const Node* n = node(ino);
   if (!n) return st;
   const struct stat& src = stats_[n->stat];
+  // Permission bits as the access rule presented them (access.hpp). A
+  // served directory keeps its read and search bits apart; a directory
+  // made from a file (a model, a view) is r-x for each class that may read
+  // the file; files are read-only.
   const mode_t readable = src.st_mode & 0444;
   st.st_ino = ino;
   st.st_uid = attr_.uid.value_or(src.st_uid);
@@ -334,8 +355,7 @@ struct stat Tree::attr(Ino ino) const {
   st.st_ctim = src.st_ctim;
   st.st_blksize = kBlockSize;
   if (n->kind == NodeKind::kDir) {
-    // r-x for each class that may read the source.
-    st.st_mode = S_IFDIR | readable | (readable >> 2);
+    st.st_mode = S_IFDIR | (S_ISDIR(src.st_mode) ? src.st_mode & 0555 : readable | (readable >> 2));
     st.st_nlink = static_cast<nlink_t>(2 + n->nlink_extra);
     st.st_size = 0;
   } else {

@@ -20,7 +20,12 @@ class TreeBuilder {
   // Takes ownership of a source; returns its index for add_file/add_model.
   std::uint32_t add_source(Model m);
   const Model& source(std::uint32_t i) const { return tree_.models_[i]; }
-  std::uint32_t add_stat(const struct stat& st);
+  // Owner, group and times from `st`; permission bits `perm`, as the access
+  // rule presents them (a directory's own, or a file's: tree.cpp's attr()
+  // tells them apart by st's file type).
+  std::uint32_t add_stat(const struct stat& st, mode_t perm);
+  // The stat of source `i`, with its presented modes.
+  std::uint32_t add_model_stat(std::uint32_t i);
   // Keeps a name alive as long as the tree; returns a view of it.
   std::string_view keep_name(std::string name) { return keep(std::move(name)); }
 
@@ -34,8 +39,10 @@ class TreeBuilder {
   // __metadata__.json and one file per tensor of source `source`.
   void add_model_contents(Id dir, std::uint32_t source);
 
-  // Lays the tree out; fails with EEXIST if two entries of a directory
-  // have the same name (only FNV-1a collisions of long tensor names can).
+  // Lays the tree out. Two entries of a directory with one name (FNV-1a
+  // collisions of long tensor names, a merged view named like a file) fail
+  // with EEXIST for a file source; for a folder (`hashed`) the later one is
+  // left out with a warning, so one entry never sinks the folder.
   // `hashed`: inode numbers from paths and source identities (tree.hpp).
   Result<Tree> finish(bool hashed = false);
 

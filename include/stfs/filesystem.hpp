@@ -82,7 +82,6 @@ class Filesystem {
 
  private:
   struct Source {
-    Mapping map;
     std::atomic<std::uint64_t> intact{0};  // bytes from 0 still backed by the file
   };
   explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "stfs/mapping.hpp"
 #include "stfs/result.hpp"
 #include "stfs/safetensors.hpp"
 #include "stfs/unique_fd.hpp"
@@ -25,22 +26,37 @@ struct ModelError {
 
 class Model {
  public:
-  // Opens `path` read-only and validates it.
+  // Opens `path` read-only (once, non-blocking: a FIFO never hangs us) and
+  // validates it.
   static Result<Model, ModelError> open(const std::string& path, const Limits& limits = {});
-  // Opens any regular file (following symlinks) to serve its bytes as they
-  // are; the header stays empty.
-  static Result<Model, ModelError> open_plain(const std::string& path);
+  // Validates the regular file open on `fd` (fstat result `st`).
+  static Result<Model, ModelError> load(UniqueFd fd, std::string path, const struct stat& st,
+                                        const Limits& limits = {});
+  // Serves the bytes of the regular file open on `fd` as they are; the
+  // header stays empty.
+  static Model plain(UniqueFd fd, std::string path, const struct stat& st);
 
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }
   const struct stat& st() const { return st_; }
   const Header& header() const { return header_; }
 
+  // The permission bits the mount presents for this source (access.hpp);
+  // by default its own mode's.
+  mode_t presented() const { return presented_; }
+  void set_presented(mode_t perm) { presented_ = perm & 0777; }
+
+  // Maps the whole file for serving (Mapping::map); a mount needs it, --check does not.
+  Result<void> map();
+  const Mapping& mapping() const { return map_; }
+
  private:
   std::string path_;
   UniqueFd fd_;
   struct stat st_ {};
   Header header_;
+  mode_t presented_ = 0;
+  Mapping map_;
 };
 
 // pread exactly `len` bytes at `off`, retrying short reads and EINTR.

@@ -14,7 +14,8 @@
 namespace stfs {
 
 struct MountOptions {
-  std::string source;
+  std::string source;            // canonical once run_mount has checked it
+  std::string source_as_given;   // absolute, links kept (the access rule walks them)
   std::string mountpoint;
   bool foreground = false;     // -f
   bool debug = false;          // -d (implies -f)

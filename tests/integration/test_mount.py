@@ -72,6 +72,7 @@ class SampleMount(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="stfs-src-")
+        os.chmod(cls.tmp, 0o755)  # others may search it: the modes below depend on that
         cls.source = os.path.join(cls.tmp, "model.safetensors")
         shutil.copy(lib.SAMPLE, cls.source)
         os.chmod(cls.source, 0o644)
@@ -462,6 +463,7 @@ class Lifecycle(unittest.TestCase):
 
     def test_modes_and_owners_follow_the_source(self):
         with tempfile.TemporaryDirectory() as d:
+            os.chmod(d, 0o755)  # the folder may be searched by all
             src = os.path.join(d, "m.safetensors")
             shutil.copy(lib.SAMPLE, src)
             os.chmod(src, 0o640)
