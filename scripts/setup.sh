@@ -17,6 +17,7 @@ PACKAGES=(
   python3 python3-numpy         # sample generator and test helpers
   attr                          # getfattr, used by the run script and tests
   valgrind                      # the leak test of a whole mount session
+  acl                           # setfacl, for the access-rule tests
 )
 
 missing=()
