@@ -116,8 +116,7 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
       spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
       return kExitInvalidSource;
     }
-    model->set_presented(walker.presented(*w));
-    tree = Tree::for_model(std::move(model).value(), o.attr, o.views);
+    tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w));
   }
   if (!tree) {
     spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
@@ -252,7 +251,13 @@ int run_mount(MountOptions o) {
   const bool dynamic = fs->tree().hashed_inos();
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
   FolderWatcher watcher(o.source, o.mountpoint, [&live, &o] {
-    auto tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint);
+    // Unchanged files keep their open source and mapping (and so their
+    // inode numbers): descriptors scale with distinct files, not with
+    // generations kept alive by long readers.
+    auto previous = live.current();
+    auto tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
+                                    &previous->tree());
+    previous.reset();
     if (!tree) {
       spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
                    tree.error().message);

@@ -24,14 +24,13 @@ constexpr std::array<std::string_view, 5> kXattrs = {"user.stfs.name", "user.stf
 
 Result<std::unique_ptr<Filesystem>> Filesystem::create(Tree tree) {
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(tree)));
-  for (const Model& m : fs->tree_.models()) {
-    const auto size = static_cast<std::uint64_t>(m.st().st_size);
+  for (std::uint32_t i = 0; i < fs->tree_.model_count(); ++i) {
+    const Model& m = fs->tree_.model(i);
     // Every source is mapped by the time its tree is built (Tree::for_model,
     // the folder scan); an unmapped one would serve nothing.
-    if (size > 0 && !m.mapping().data()) return unexpected(err(EINVAL, m.path() + ": not mapped"));
-    auto src = std::make_unique<Source>();
-    src->intact.store(size);
-    fs->sources_.push_back(std::move(src));
+    if (m.st().st_size > 0 && !m.mapping().data()) {
+      return unexpected(err(EINVAL, m.path() + ": not mapped"));
+    }
   }
   return fs;
 }
@@ -97,14 +96,27 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
     }
     if (plan.size == 0) return plan;
   }
-  const Source& src = *sources_[n->model];
+  const Model& src = tree_.model(n->model);
   const std::uint64_t begin = n->offset + data_offset;
   // A request that reaches past what is left of a truncated source fails
   // whole: a short read would look like end of file to the reader.
-  if (begin + plan.size > src.intact.load(std::memory_order_relaxed)) {
-    return unexpected(err(EIO, "source truncated"));
+  auto truncated = [&] {
+    return unexpected(err(EIO, "source " + tree_.model(n->model).path() + " shrank to " +
+                                   std::to_string(intact_size(n->model)) +
+                                   " bytes while mounted; reads past that fail with EIO"));
+  };
+  if (begin + plan.size > src.intact()) return truncated();
+  // A source truncated into the middle of a page reads back as zeros past
+  // its end (the kernel zero-fills the tail of a mapping's last page), and
+  // no EFAULT tells us. So check the size before every reply from the
+  // mapping: one fstat, answered from the inode in memory.
+  struct stat st {};
+  if (::fstat(src.fd(), &st) != 0 ||
+      begin + plan.size > static_cast<std::uint64_t>(st.st_size)) {
+    source_fault(n->model);
+    return truncated();
   }
-  plan.data = tree_.models()[n->model].mapping().data() + begin;
+  plan.data = tree_.model(n->model).mapping().data() + begin;
   plan.model = n->model;
   plan.from_source = true;
   return plan;
@@ -121,7 +133,7 @@ Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size
   const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1 or 2: whole bytes only
   const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
   std::string raw(static_cast<std::size_t>((last - first) * bytes), '\0');
-  const int fd = tree_.models()[n->model].fd();
+  const int fd = tree_.model(n->model).fd();
   if (auto r = pread_full(fd, raw.data(), raw.size(), n->offset + first * bytes); !r) {
     return unexpected(err(EIO, "cannot read the source: " + r.error().message));
   }
@@ -132,15 +144,12 @@ Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size
   return {};
 }
 
-void Filesystem::source_fault(std::uint32_t model) {
-  Source& src = *sources_[model];
+void Filesystem::source_fault(std::uint32_t model) const {
+  const Model& m = tree_.model(model);
   struct stat st {};
   std::uint64_t now = 0;  // if the size cannot be read, serve nothing more
-  if (::fstat(tree_.models()[model].fd(), &st) == 0) now = static_cast<std::uint64_t>(st.st_size);
-  std::uint64_t cur = src.intact.load();
-  // Only ever shrink: a file that grows back may hold other bytes.
-  while (now < cur && !src.intact.compare_exchange_weak(cur, now)) {
-  }
+  if (::fstat(m.fd(), &st) == 0) now = static_cast<std::uint64_t>(st.st_size);
+  m.shrink_intact(now);
 }
 
 Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 #include "shards.hpp"
 #include "stfs/path_walk.hpp"
@@ -37,10 +38,36 @@ std::vector<std::string> list_dir(const std::string& path) {
   return names;
 }
 
+// What identifies an unchanged source across rebuilds.
+struct Identity {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  std::int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+  bool model;  // parsed as safetensors, or served plain
+  bool operator==(const Identity&) const = default;
+};
+struct IdentityHash {
+  std::size_t operator()(const Identity& k) const {
+    std::size_t h = std::hash<std::uint64_t>()(static_cast<std::uint64_t>(k.ino));
+    for (auto v : {static_cast<std::uint64_t>(k.dev), static_cast<std::uint64_t>(k.size),
+                   static_cast<std::uint64_t>(k.mtime_ns), static_cast<std::uint64_t>(k.ctime_ns)}) {
+      h = h * 0x9E3779B97F4A7C15ULL ^ std::hash<std::uint64_t>()(v);
+    }
+    return h;
+  }
+};
+Identity identity(const struct stat& st, bool model) {
+  return {st.st_dev,         st.st_ino,          st.st_size, st.st_mtim.tv_sec,
+          st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, model};
+}
+using Reuse = std::unordered_map<Identity, std::shared_ptr<const Model>, IdentityHash>;
+
 class FolderScan {
  public:
-  FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip)
-      : b_(b), limits_(limits), walker_(walker), skip_(skip) {}
+  FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip,
+             const Reuse& reuse)
+      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse) {}
 
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
@@ -74,29 +101,14 @@ class FolderScan {
         spdlog::info("{}: not a regular file, left out", full);
         continue;
       }
-      struct stat st {};
-      auto fd = PathWalker::open_regular(*w, st);
-      if (!fd) {
-        spdlog::warn("{}: left out: {}", full, fd.error().message);
-        continue;
-      }
-      const mode_t perm = walker_.presented(*w);
-      if (name.ends_with(".safetensors")) {
-        auto m = Model::load(std::move(fd).value(), full, st, limits_);
-        if (!m) {
-          const ModelError& e = m.error();
-          spdlog::warn("{}: left out: {}{}", full, e.message,
-                       e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
-          continue;
-        }
-        auto src = add(std::move(m).value(), perm, full);
-        if (!src) continue;
+      const bool is_model = name.ends_with(".safetensors");
+      auto src = source(*w, full, is_model);
+      if (!src) continue;
+      if (is_model) {
         auto sub = b_.add_dir(dir, name, b_.add_model_stat(*src));
         b_.add_model_contents(sub, *src);
         models[name] = *src;
       } else {
-        auto src = add(Model::plain(std::move(fd).value(), full, st), perm, full);
-        if (!src) continue;
         b_.add_file(dir, name, *src, b_.add_model_stat(*src));
         if (name.ends_with(".safetensors.index.json")) indexes.emplace_back(name, *src);
       }
@@ -107,28 +119,56 @@ class FolderScan {
   }
 
  private:
-  // Maps a source and hands it to the builder; one that cannot be mapped
-  // (a /sys file, address space exhausted) is left out, never the folder.
-  std::optional<std::uint32_t> add(Model m, mode_t perm, const std::string& full) {
-    if (auto r = m.map(); !r) {
+  // The source for a walked regular file: the previous tree's when its
+  // identity is unchanged, else opened, validated and mapped. One that
+  // cannot be (invalid, a /sys file, address space exhausted) is left out
+  // with a warning, never the folder.
+  std::optional<std::uint32_t> source(const PathWalker::Walked& w, const std::string& full,
+                                      bool is_model) {
+    const mode_t perm = walker_.presented(w);
+    if (auto it = reuse_.find(identity(w.st, is_model)); it != reuse_.end()) {
+      return b_.add_source(it->second, perm);
+    }
+    struct stat st {};
+    auto fd = PathWalker::open_regular(w, st);
+    if (!fd) {
+      spdlog::warn("{}: left out: {}", full, fd.error().message);
+      return std::nullopt;
+    }
+    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_)
+                      : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
+    if (!m) {
+      const ModelError& e = m.error();
+      spdlog::warn("{}: left out: {}{}", full, e.message,
+                   e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
+      return std::nullopt;
+    }
+    if (auto r = m->map(); !r) {
       spdlog::warn("{}: left out: {}", full, r.error().message);
       return std::nullopt;
     }
-    m.set_presented(perm);
-    return b_.add_source(std::move(m));
+    return b_.add_source(std::make_shared<const Model>(std::move(m).value()), perm);
   }
 
   TreeBuilder& b_;
   const Limits& limits_;
   PathWalker& walker_;
   const std::string& skip_;
+  const Reuse& reuse_;
 };
 
 }  // namespace
 
 Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
                                  const Limits& limits, const ViewOptions& views,
-                                 const std::string& skip) {
+                                 const std::string& skip, const Tree* previous) {
+  Reuse reuse;
+  if (previous) {
+    for (std::uint32_t i = 0; i < previous->model_count(); ++i) {
+      const Model& m = previous->model(i);
+      reuse.emplace(identity(m.st(), m.is_safetensors()), previous->model_ptr(i));
+    }
+  }
   PathWalker walker(skip);
   auto w = walker.walk(root);
   if (!w) return unexpected(w.error());
@@ -136,7 +176,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& att
   struct stat st = w->st;
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
   TreeBuilder b(attr, st, views);
-  FolderScan(b, limits, walker, skip).scan(0, w->path, 0);
+  FolderScan(b, limits, walker, skip, reuse).scan(0, w->path, 0);
   return b.finish(/*hashed=*/true);
 }
 

@@ -166,7 +166,12 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     Context& c = ctx(req);
     Filesystem* fs = reinterpret_cast<OpenFile*>(fi->fh)->fs.get();
     auto plan = fs->read(ino, static_cast<std::uint64_t>(off), size);
-    if (!plan) return reply_error(req, plan.error());
+    if (!plan) {
+      if (plan.error().errnum == EIO && !c.fault_logged.exchange(true)) {
+        spdlog::error("{}", plan.error().message);
+      }
+      return reply_error(req, plan.error());
+    }
     if (plan->converted) {
       // The f32 view: converted in the daemon, so these bytes (unlike every
       // other file's) pass through its heap.
@@ -192,7 +197,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       fs->source_fault(plan->model);
       if (!c.fault_logged.exchange(true)) {
         spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
-                      fs->tree().models()[plan->model].path(), fs->intact_size(plan->model));
+                      fs->tree().model(plan->model).path(), fs->intact_size(plan->model));
       }
     }
   });

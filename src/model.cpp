@@ -32,12 +32,19 @@ Result<void> Model::map() {
   return {};
 }
 
+void Model::shrink_intact(std::uint64_t now) const {
+  std::uint64_t cur = intact_->load();
+  // Only ever shrink: a file that grows back may hold other bytes.
+  while (now < cur && !intact_->compare_exchange_weak(cur, now)) {
+  }
+}
+
 Model Model::plain(UniqueFd fd, std::string path, const struct stat& st) {
   Model m;
   m.path_ = std::move(path);
   m.fd_ = std::move(fd);
   m.st_ = st;
-  m.presented_ = st.st_mode & 0777;
+  m.intact_->store(static_cast<std::uint64_t>(st.st_size));
   m.header_.file_size = static_cast<std::uint64_t>(st.st_size);
   return m;
 }
@@ -73,7 +80,7 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
   m.path_ = std::move(path);
   m.fd_ = std::move(fd_in);
   m.st_ = st;
-  m.presented_ = st.st_mode & 0777;
+  m.intact_->store(static_cast<std::uint64_t>(st.st_size));
   const int fd = m.fd_.get();
   if (S_ISDIR(m.st_.st_mode)) return io_error(EISDIR, "cannot read");
   if (!S_ISREG(m.st_.st_mode)) {
@@ -101,6 +108,7 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
   auto h = parse_header_json_padded(std::string_view(json.data(), len), size, limits);
   if (!h) return invalid(h.error());
   m.header_ = std::move(h).value();
+  m.parsed_ = true;
   return m;
 }
 

@@ -35,8 +35,9 @@ TreeBuilder::TreeBuilder(const AttrOptions& attr, const struct stat& root_stat,
   drafts_.push_back(std::move(root));
 }
 
-std::uint32_t TreeBuilder::add_source(Model m) {
+std::uint32_t TreeBuilder::add_source(std::shared_ptr<const Model> m, mode_t perm) {
   tree_.models_.push_back(std::move(m));
+  tree_.perms_.push_back(perm & 0777);
   return static_cast<std::uint32_t>(tree_.models_.size() - 1);
 }
 
@@ -47,8 +48,7 @@ std::uint32_t TreeBuilder::add_stat(const struct stat& st, mode_t perm) {
 }
 
 std::uint32_t TreeBuilder::add_model_stat(std::uint32_t i) {
-  const Model& m = tree_.models_[i];
-  return add_stat(m.st(), m.presented());
+  return add_stat(tree_.models_[i]->st(), tree_.perms_[i]);
 }
 
 std::string_view TreeBuilder::keep(std::string name) {
@@ -83,7 +83,7 @@ void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source, st
   d.name = keep(std::move(name));
   d.node.kind = NodeKind::kFile;
   d.node.model = source;
-  d.node.size = static_cast<std::uint64_t>(tree_.models_[source].st().st_size);
+  d.node.size = static_cast<std::uint64_t>(tree_.models_[source]->st().st_size);
   d.node.stat = stat;
   drafts_.push_back(std::move(d));
   drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
@@ -91,7 +91,7 @@ void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source, st
 
 void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
                              std::uint32_t tensor, std::uint32_t stat) {
-  const Header& h = tree_.models_[source].header();
+  const Header& h = tree_.models_[source]->header();
   Draft d;
   d.name = file_name;
   d.node.kind = NodeKind::kTensor;
@@ -107,7 +107,7 @@ void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_
 
 void TreeBuilder::add_npy(Id parent, std::string_view file_name, std::uint32_t source,
                           std::uint32_t tensor, std::uint32_t stat) {
-  const Header& h = tree_.models_[source].header();
+  const Header& h = tree_.models_[source]->header();
   auto header = npy_header(h.tensors[tensor]);
   if (!header) return;  // F6, F4: no whole-byte elements
   Draft d;
@@ -125,7 +125,7 @@ void TreeBuilder::add_npy(Id parent, std::string_view file_name, std::uint32_t s
 }
 
 void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
-  const Header& h = tree_.models_[source].header();
+  const Header& h = tree_.models_[source]->header();
   const std::uint32_t stat = add_model_stat(source);
   add_blob(dir, std::string(kHeaderFile), header_json(h), stat);
   add_blob(dir, std::string(kMetadataFile), metadata_json(h), stat);
@@ -166,7 +166,7 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
 
 void TreeBuilder::add_tensor_tree(Id dir, std::uint32_t source, std::uint32_t stat,
                                   const std::vector<std::string_view>& root_reserved) {
-  const Header& h = tree_.models_[source].header();
+  const Header& h = tree_.models_[source]->header();
   // Each component goes through the name mapping on its own; the model's
   // own files are reserved at its top, __tensor__ everywhere.
   std::vector<std::string_view> top = root_reserved;
@@ -286,7 +286,7 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
         auto label = [&](Id k) {
           const Node& n = drafts_[k].node;
           if (n.kind == NodeKind::kTensor) {
-            return "tensor `" + show(tree_.models_[n.model].header().tensors[n.index].name) + "`";
+            return "tensor `" + show(tree_.models_[n.model]->header().tensors[n.index].name) + "`";
           }
           return "`" + show(drafts_[k].name) + "`";
         };
@@ -325,14 +325,16 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
   return std::move(tree_);
 }
 
-Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views) {
+Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views,
+                             std::optional<mode_t> perm) {
   if (!model.mapping().data() && model.st().st_size > 0) {
     if (auto r = model.map(); !r) return unexpected(r.error());
   }
+  const mode_t bits = perm.value_or(model.st().st_mode & 0777);
   struct stat root = model.st();
-  root.st_mode = (root.st_mode & S_IFMT) | model.presented();
+  root.st_mode = (root.st_mode & S_IFMT) | bits;
   TreeBuilder b(attr, root, views);
-  std::uint32_t src = b.add_source(std::move(model));
+  std::uint32_t src = b.add_source(std::make_shared<const Model>(std::move(model)), bits);
   b.add_model_contents(0, src);
   return b.finish();
 }

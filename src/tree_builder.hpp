@@ -17,9 +17,10 @@ class TreeBuilder {
 
   TreeBuilder(const AttrOptions& attr, const struct stat& root_stat, const ViewOptions& views = {});
 
-  // Takes ownership of a source; returns its index for add_file/add_model.
-  std::uint32_t add_source(Model m);
-  const Model& source(std::uint32_t i) const { return tree_.models_[i]; }
+  // Adds a source, presented with permission bits `perm`; returns its
+  // index for add_file/add_model_contents.
+  std::uint32_t add_source(std::shared_ptr<const Model> m, mode_t perm);
+  const Model& source(std::uint32_t i) const { return *tree_.models_[i]; }
   // Owner, group and times from `st`; permission bits `perm`, as the access
   // rule presents them (a directory's own, or a file's: tree.cpp's attr()
   // tells them apart by st's file type).

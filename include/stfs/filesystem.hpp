@@ -68,10 +68,8 @@ class Filesystem {
 
   // The kernel could not copy from the mapping of `model` (EFAULT): re-read
   // the source's size and stop serving what is gone.
-  void source_fault(std::uint32_t model);
-  std::uint64_t intact_size(std::uint32_t model) const {
-    return sources_[model]->intact.load(std::memory_order_relaxed);
-  }
+  void source_fault(std::uint32_t model) const;
+  std::uint64_t intact_size(std::uint32_t model) const { return tree_.model(model).intact(); }
 
   // Value of xattr `name`; ENODATA if it does not exist.
   Result<std::string> getxattr(Ino ino, std::string_view name) const;
@@ -81,13 +79,9 @@ class Filesystem {
   struct statvfs statfs() const;
 
  private:
-  struct Source {
-    std::atomic<std::uint64_t> intact{0};  // bytes from 0 still backed by the file
-  };
   explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}
 
   Tree tree_;
-  std::vector<std::unique_ptr<Source>> sources_;
 };
 
 template <typename Emit>

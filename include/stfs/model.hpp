@@ -8,6 +8,8 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
+#include <memory>
 #include <string>
 
 #include "stfs/mapping.hpp"
@@ -40,23 +42,28 @@ class Model {
   int fd() const { return fd_.get(); }
   const struct stat& st() const { return st_; }
   const Header& header() const { return header_; }
-
-  // The permission bits the mount presents for this source (access.hpp);
-  // by default its own mode's.
-  mode_t presented() const { return presented_; }
-  void set_presented(mode_t perm) { presented_ = perm & 0777; }
+  // Validated as safetensors (load), rather than served plain.
+  bool is_safetensors() const { return parsed_; }
 
   // Maps the whole file for serving (Mapping::map); a mount needs it, --check does not.
   Result<void> map();
   const Mapping& mapping() const { return map_; }
+
+  // Bytes from offset 0 still backed by the file: only ever shrinks, once a
+  // read finds the file shorter. Shared by every generation of a folder
+  // mount that serves this source.
+  std::uint64_t intact() const { return intact_->load(std::memory_order_relaxed); }
+  void shrink_intact(std::uint64_t now) const;
 
  private:
   std::string path_;
   UniqueFd fd_;
   struct stat st_ {};
   Header header_;
-  mode_t presented_ = 0;
+  bool parsed_ = false;
   Mapping map_;
+  std::unique_ptr<std::atomic<std::uint64_t>> intact_ =
+      std::make_unique<std::atomic<std::uint64_t>>(0);
 };
 
 // pread exactly `len` bytes at `off`, retrying short reads and EINTR.

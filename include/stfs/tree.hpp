@@ -83,8 +83,11 @@ class Tree {
  public:
   // One model at the root: __header__.json, __metadata__.json and one file
   // per tensor. Fails with EEXIST when two tensor names map to one file name.
+  // `perm`: the permission bits the access rule presents for the source
+  // (default: its own mode's).
   static Result<Tree> for_model(Model model, const AttrOptions& attr = {},
-                                const struct ViewOptions& views = {});
+                                const struct ViewOptions& views = {},
+                                std::optional<mode_t> perm = std::nullopt);
 
   // A model folder (DESIGN.md §4), mirrored recursively: every valid
   // X.safetensors becomes a directory laid out as for_model does, every
@@ -94,9 +97,12 @@ class Tree {
   // .safetensors file is left out with a warning naming the rule.
   // `skip` is a path left out (the mountpoint, when it lies inside the
   // folder: scanning it would read the mount itself).
+  // `previous`: the tree this one replaces; its sources whose identity
+  // (device, inode, size, mtime, ctime) is unchanged are reused, not
+  // reopened, so descriptors and mappings scale with distinct files.
   static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
                                     const Limits& limits = {}, const struct ViewOptions& views = {},
-                                    const std::string& skip = {});
+                                    const std::string& skip = {}, const Tree* previous = nullptr);
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if no node has inode number `ino`.
@@ -116,13 +122,16 @@ class Tree {
   // The child of directory `parent` named `name`, or 0.
   Ino find_child(Ino parent, std::string_view name) const;
 
-  const std::vector<Model>& models() const { return models_; }
+  std::size_t model_count() const { return models_.size(); }
+  const Model& model(std::uint32_t i) const { return *models_[i]; }
+  // Sources are shared: a rebuilt folder tree reuses the unchanged ones.
+  const std::shared_ptr<const Model>& model_ptr(std::uint32_t i) const { return models_[i]; }
   // Tensors served, over all models (for the STATUS line).
   std::size_t tensor_count() const { return tensor_count_; }
   const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
   // The tensor behind a kTensor, kNpy or kF32 node.
   const TensorInfo& tensor(const Node& n) const {
-    return models_[n.model].header().tensors[n.index];
+    return models_[n.model]->header().tensors[n.index];
   }
 
   // stat(2) view of a node: modes and owners from the source (DESIGN.md §2).
@@ -137,7 +146,8 @@ class Tree {
   // Encoded names that differ from their tensor names. A deque never moves
   // its elements, so the views in nodes_ stay valid.
   std::deque<std::string> name_store_;
-  std::vector<Model> models_;
+  std::vector<std::shared_ptr<const Model>> models_;
+  std::vector<mode_t> perms_;  // per source: the access rule's permission bits
   std::vector<std::string> blobs_;
   std::vector<struct stat> stats_;
   std::size_t tensor_count_ = 0;

@@ -145,7 +145,7 @@ TEST_F(TreeTest, Xattrs) {
   EXPECT_EQ(*fs_->getxattr(f, "user.stfs.dtype"), "U8");
   EXPECT_EQ(*fs_->getxattr(f, "user.stfs.shape"), "[5]");
   EXPECT_EQ(*fs_->getxattr(f, "user.stfs.data_offsets"), "[24,29]");
-  const auto& h = fs_->tree().models()[0].header();
+  const auto& h = fs_->tree().model(0).header();
   EXPECT_EQ(*fs_->getxattr(f, "user.stfs.offset"), std::to_string(h.data_start() + 24));
   EXPECT_EQ(fs_->getxattr(f, "user.other").error().errnum, ENODATA);
   EXPECT_EQ(fs_->getxattr(f, "security.selinux").error().errnum, EOPNOTSUPP);
@@ -166,7 +166,7 @@ TEST_F(TreeTest, Statfs) {
 }
 
 TEST_F(TreeTest, SourceFaultShrinksWhatIsServed) {
-  const auto& h = fs_->tree().models()[0].header();
+  const auto& h = fs_->tree().model(0).header();
   // Keep b.weight (bytes 0-24 of the buffer), lose a/b.
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(h.data_start() + 24)), 0);
   fs_->source_fault(0);
