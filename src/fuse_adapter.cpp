@@ -3,8 +3,10 @@
 //
 // Each callback sends exactly one reply. Callbacks are noexcept: anything
 // thrown becomes ENOMEM or EIO here and never crosses into libfuse. The
-// namespace never changes, so entries and attributes are cached for as long
-// as the kernel will, negative lookups included, and forget is a no-op.
+// namespace of a file source never changes, so entries and attributes are
+// cached for as long as the kernel will, negative lookups included. A folder
+// source's tree is replaced when the folder changes; lookups and forgets
+// then track which generation each inode the kernel holds came from.
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -47,6 +50,16 @@ struct Context {
   std::mutex open_mu;
   std::unordered_set<OpenFile*> open_files;
   std::atomic<bool> read_ahead_pending{false};
+  // Directory sources only: the generation each inode the kernel still
+  // holds was looked up in, with its lookup count. A request for an inode
+  // that the current tree no longer has (a replaced file's, asked at EOF by
+  // cat) is answered from that generation until the kernel forgets it.
+  struct Held {
+    std::shared_ptr<Filesystem> fs;
+    std::uint64_t lookups = 0;
+  };
+  std::mutex held_mu;
+  std::unordered_map<fuse_ino_t, Held> held;
 };
 
 // Raises the mount's readahead so buffered readers send 1 MiB requests
@@ -68,6 +81,39 @@ void tune_read_ahead_once(Context& c) {
 Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 // The generation this request is served from.
 std::shared_ptr<Filesystem> fs_of(fuse_req_t req) { return ctx(req).live->current(); }
+
+// The generation that answers for inode `ino`: the current one if it has
+// the inode (an unchanged file keeps its number, so both agree), else the
+// one the kernel looked it up in.
+std::shared_ptr<Filesystem> fs_for(fuse_req_t req, fuse_ino_t ino) {
+  Context& c = ctx(req);
+  auto cur = c.live->current();
+  if (!c.live->dynamic() || cur->tree().node(ino)) return cur;
+  std::lock_guard lock(c.held_mu);
+  auto it = c.held.find(ino);
+  return it == c.held.end() ? cur : it->second.fs;
+}
+
+// The kernel now holds one more reference to `ino`, from generation `fs`.
+void remember(Context& c, fuse_ino_t ino, const std::shared_ptr<Filesystem>& fs) {
+  if (!c.live->dynamic() || ino == 0) return;
+  std::lock_guard lock(c.held_mu);
+  Context::Held& h = c.held[ino];
+  h.fs = fs;
+  ++h.lookups;
+}
+
+void forget_ino(Context& c, fuse_ino_t ino, std::uint64_t n) {
+  if (!c.live->dynamic()) return;
+  std::lock_guard lock(c.held_mu);
+  auto it = c.held.find(ino);
+  if (it == c.held.end()) return;
+  if (it->second.lookups <= n) {
+    c.held.erase(it);
+  } else {
+    it->second.lookups -= n;
+  }
+}
 
 // Runs `body`; if it throws, replies with an errno instead.
 template <typename Body>
@@ -109,10 +155,12 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   tune_read_ahead_once(ctx(req));
   guarded(req, [&] {
-    auto r = fs_of(req)->lookup(parent, name);
+    auto fs = fs_for(req, parent);
+    auto r = fs->lookup(parent, name);
     if (r) {
       fuse_entry_param e = entry_for(*r, ctx(req).timeout);
-      fuse_reply_entry(req, &e);
+      remember(ctx(req), e.ino, fs);
+      if (fuse_reply_entry(req, &e) != 0) forget_ino(ctx(req), e.ino, 1);
     } else if (r.error().errnum == ENOENT) {
       // ino 0 with a timeout: the kernel caches the miss.
       fuse_entry_param e{};
@@ -124,13 +172,21 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   });
 }
 
-void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }
-void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  forget_ino(ctx(req), ino, n);
+  fuse_reply_none(req);
+}
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* f) {
+  for (size_t i = 0; i < count; ++i) forget_ino(ctx(req), f[i].ino, f[i].nlookup);
+  fuse_reply_none(req);
+}
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   tune_read_ahead_once(ctx(req));
   guarded(req, [&] {
-    auto r = fs_of(req)->getattr(ino);
+    // An open file answers from the generation it was opened in.
+    auto fs = fi && fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_for(req, ino);
+    auto r = fs->getattr(ino);
     if (!r) return reply_error(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).timeout);
   });
@@ -138,7 +194,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, [&] {
-    auto fs = fs_of(req);
+    auto fs = fs_for(req, ino);
     auto r = fs->open(ino, fi->flags);
     if (!r) return reply_error(req, r.error());
     // The bytes behind an inode number never change (a changed file gets a
@@ -205,7 +261,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, [&] {
-    auto r = fs_of(req)->opendir(ino);
+    auto r = fs_for(req, ino)->opendir(ino);
     if (!r) return reply_error(req, r.error());
     // A file source's listings never change; a folder's may.
     const bool fixed = !ctx(req).live->dynamic();
@@ -218,8 +274,9 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
-    auto fsp = fs_of(req);
+    auto fsp = fs_for(req, ino);
     const Filesystem& fs = *fsp;
+    Context& c = ctx(req);
     const double timeout = ctx(req).timeout;
     std::vector<char> buf(size);
     std::size_t used = 0;
@@ -232,6 +289,8 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
         if (name == "." || name == "..") ep.ino = 0;  // the kernel looks these up itself
         need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &ep,
                                       static_cast<off_t>(e.next_offset));
+        // Each entry that fits counts as a lookup, "." and ".." aside.
+        if (need <= size - used && ep.ino != 0) remember(c, ep.ino, fsp);
       } else {
         need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st,
                                  static_cast<off_t>(e.next_offset));
@@ -285,7 +344,7 @@ void reply_xattr(fuse_req_t req, const std::string& value, size_t size) {
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   guarded(req, [&] {
-    auto r = fs_of(req)->getxattr(ino, name);
+    auto r = fs_for(req, ino)->getxattr(ino, name);
     if (!r) return reply_error(req, r.error());
     reply_xattr(req, *r, size);
   });
@@ -293,7 +352,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   guarded(req, [&] {
-    auto r = fs_of(req)->listxattr(ino);
+    auto r = fs_for(req, ino)->listxattr(ino);
     if (!r) return reply_error(req, r.error());
     reply_xattr(req, *r, size);
   });

@@ -199,6 +199,7 @@ class Mount:
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
         self.proc = None
+        self.preexec = None  # run in the daemon's process before exec (limits)
         self.log_text = ""
         self.stderr_path = os.path.join(self.dir, "stderr")
 
@@ -225,7 +226,7 @@ class Mount:
             self._stderr = open(self.stderr_path, "wb")
             self.proc = subprocess.Popen([STFS, "-f", *self.options, self.source, self.path],
                                          stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                         stderr=self._stderr)
+                                         stderr=self._stderr, preexec_fn=self.preexec)
             deadline = time.monotonic() + timeout
             while find_mount(self.path) is None:
                 if self.proc.poll() is not None:
