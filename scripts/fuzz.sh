@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree fuzz_folder)
 
 # clang, and libclang-rt-14-dev for libFuzzer and the sanitizer runtimes.
 if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
@@ -32,12 +32,22 @@ if [ -d "$corpus" ]; then
 fi
 cp -f samples/*.safetensors tests/fuzz_regressions/* "$SEEDS/" 2>/dev/null || true
 STFS_SEED_DIR=$(pwd)/$SEEDS build/tests/unit_tests >/dev/null
+# fuzz_folder reads records, not safetensors files: its seeds are folders.
+FOLDER_SEEDS=build-fuzz/seeds-folder
+mkdir -p "$FOLDER_SEEDS"
+if [ -d "$corpus/sharded-safetensorsjl" ]; then
+  python3 fuzz/make_folder_seed.py "$corpus/sharded-safetensorsjl" "$FOLDER_SEEDS/sharded"
+  python3 fuzz/make_folder_seed.py "$corpus/sharded-safetensorsjl" "$FOLDER_SEEDS/sharded-link" --link
+fi
+python3 fuzz/make_folder_seed.py samples "$FOLDER_SEEDS/sample"
 
 for t in "${TARGETS[@]}"; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work"
-  echo "fuzz: $t for ${SECONDS_EACH}s, $(ls "$SEEDS" | wc -l) seeds"
-  build-fuzz/fuzz/$t "$work" "$SEEDS" -max_total_time="$SECONDS_EACH" -max_len=262144 \
+  echo "fuzz: $t for ${SECONDS_EACH}s"
+  seeds=$SEEDS
+  [ "$t" = fuzz_folder ] && seeds=$FOLDER_SEEDS
+  build-fuzz/fuzz/$t "$work" "$seeds" -max_total_time="$SECONDS_EACH" -max_len=262144 \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix=fuzz/findings/$t- 2>&1 | grep -E '^(#[0-9]+\s+DONE|INFO: seed|stat::|==|SUMMARY|Done)' || true
   if ls fuzz/findings/$t-* >/dev/null 2>&1; then

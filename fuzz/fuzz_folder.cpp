@@ -1,0 +1,161 @@
+// libFuzzer target: a small model folder built from the fuzz input, then
+// the folder scan, the index parser, the merged view and every view (npy,
+// f32, tree) through the FUSE-free operations, as fuzz_tree does for one
+// file.
+//
+// Input: records of [kind][name length][name][u16 LE body length][body].
+// kind % 3: 0 a file holding body, 1 a symlink to body (relative, at most
+// one leading "../", so it stays inside the folder), 2 a directory (later names may
+// point into it with '/'). fuzz/make_folder_seed.py writes seeds.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "stfs/filesystem.hpp"
+#include "stfs/tree.hpp"
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+// Keeps names to a safe alphabet; never "", ".", ".." or absolute.
+std::string clean(const std::uint8_t* p, std::size_t n, bool allow_slash) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    char c = static_cast<char>(p[i]);
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+        c == '-' || c == '_' || (allow_slash && c == '/' && !out.empty() && out.back() != '/')) {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == '/') out.pop_back();
+  if (out.empty() || out == "." || out == ".." || out.find("..") != std::string::npos) return {};
+  return out;
+}
+
+void remove_tree(const std::string& path) {
+  if (DIR* d = ::opendir(path.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      std::string full = path + "/" + n;
+      struct stat st {};
+      if (::lstat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        remove_tree(full);
+      } else {
+        ::unlink(full.c_str());
+      }
+    }
+    ::closedir(d);
+  }
+  ::rmdir(path.c_str());
+}
+
+void exercise(const stfs::Filesystem& f) {
+  const stfs::Tree& t = f.tree();
+  std::string buf;
+  for (std::uint64_t pos = 1; pos <= t.node_count(); ++pos) {
+    const stfs::Node* n = t.node_at(pos);
+    check(n != nullptr);
+    check(f.getattr(n->ino).has_value());
+    if (n->ino != stfs::kRootIno) {
+      auto found = f.lookup(n->parent, n->name);
+      check(found.has_value() && found->st_ino == n->ino);
+      check(n->name.size() <= 255);
+    }
+    if (n->kind == stfs::NodeKind::kDir) {
+      check(f.readdir(n->ino, 0, [&](const stfs::DirEntry& e) {
+               check(f.getattr(e.ino).has_value());
+               return true;
+             }).has_value());
+      continue;
+    }
+    for (std::uint64_t off : {std::uint64_t{0}, n->size / 2, n->size, n->size + 1}) {
+      auto plan = f.read(n->ino, off, 1 << 16);
+      check(plan.has_value());
+      if (plan->converted) {
+        check(f.read_converted(n->ino, off, 1 << 16, buf).has_value());
+        check(buf.size() <= (off < n->size ? n->size - off : 0));
+      } else {
+        check(plan->total() <= (off < n->size ? n->size - off : 0));
+      }
+    }
+    auto names = f.listxattr(n->ino);
+    check(names.has_value());
+    for (std::size_t p = 0; p < names->size();) {
+      std::size_t e = names->find('\0', p);
+      check(f.getxattr(n->ino, names->substr(p, e - p)).has_value());
+      p = e + 1;
+    }
+  }
+  (void)f.statfs();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  char tmpl[] = "/tmp/stfs-fuzz-XXXXXX";
+  if (!::mkdtemp(tmpl)) return 0;
+  const std::string root = tmpl;
+  std::size_t i = 0;
+  int files = 0;
+  while (i + 4 <= size && files < 64) {
+    const unsigned kind = data[i] % 3;
+    const std::size_t name_len = data[i + 1];
+    i += 2;
+    if (i + name_len + 2 > size) break;
+    std::string name = clean(data + i, name_len, true);
+    i += name_len;
+    std::size_t body_len = data[i] | (std::size_t{data[i + 1]} << 8);
+    i += 2;
+    body_len = std::min(body_len, size - i);
+    const std::uint8_t* body = data + i;
+    i += body_len;
+    if (name.empty()) continue;
+    const std::string path = root + "/" + name;
+    ++files;
+    if (kind == 0) {
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) continue;
+      for (std::size_t off = 0; off < body_len;) {
+        ssize_t w = ::write(fd, body + off, body_len - off);
+        if (w <= 0) break;
+        off += static_cast<std::size_t>(w);
+      }
+      ::close(fd);
+    } else if (kind == 1) {
+      // One leading "../" lets a link in a subfolder point back up (a
+      // Hugging Face snapshot's shape); the rest stays inside.
+      std::string up;
+      if (body_len >= 3 && std::memcmp(body, "../", 3) == 0) up = "../", body += 3, body_len -= 3;
+      std::string target = clean(body, body_len, true);
+      if (!target.empty()) (void)::symlink((up + target).c_str(), path.c_str());
+    } else {
+      ::mkdir(path.c_str(), 0755);
+    }
+  }
+  for (int variant = 0; variant < 2; ++variant) {
+    stfs::ViewOptions views;
+    views.npy = variant == 0;
+    views.f32 = variant == 0;
+    views.tree = variant == 1;
+    auto tree = stfs::Tree::for_directory(root, {}, {}, views);
+    check(tree.has_value());  // a folder never fails as a whole
+    auto fs = stfs::Filesystem::create(std::move(tree).value());
+    check(fs.has_value());
+    exercise(**fs);
+    // A rebuild that reuses every source must give the same tree.
+    auto again = stfs::Tree::for_directory(root, {}, {}, views, {}, &(*fs)->tree());
+    check(again.has_value() && again->node_count() == (*fs)->tree().node_count());
+  }
+  remove_tree(root);
+  return 0;
+}
