@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages stfs needs, then configures and builds.
+# Installs the Debian packages stfs needs (Debian 12 or 13), then configures
+# and builds.
 # Usage: scripts/setup.sh [BUILD_DIR] [extra cmake args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ shift || true
 PACKAGES=(
   build-essential cmake pkg-config
   libfuse3-dev fuse3            # the FUSE library and fusermount3
+  libselinux1-dev               # Debian 13's fuse3.pc names libselinux (harmless on 12)
   libsimdjson-dev               # header JSON
   libspdlog-dev                 # logging
   libgtest-dev                  # unit and integration tests

@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "stfs/auto_unmount.hpp"
 #include "stfs/fuse_session.hpp"
 #include "stfs/mountinfo.hpp"
 
@@ -479,6 +480,13 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     return 3;
   }
   g.mounted = true;
+  if (opts.auto_unmount) {
+    if (auto w = start_unmount_watcher(opts.mountpoint); !w) {
+      spdlog::error("cannot mount {} on {}: auto_unmount: {}", opts.source, opts.mountpoint,
+                    w.error().message);
+      return 3;
+    }
+  }
 
   int res;
   if (opts.single_thread) {

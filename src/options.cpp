@@ -95,7 +95,9 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
     } else if (opt == "ro" || opt == "default_permissions" || opt == "nodev" || opt == "nosuid" ||
                key == "subtype") {
       o.dropped.push_back(opt);  // always in force
-    } else if (opt == "allow_other" || opt == "allow_root" || opt == "auto_unmount" ||
+    } else if (opt == "auto_unmount") {
+      o.auto_unmount = true;  // done by stfs itself (auto_unmount.hpp)
+    } else if (opt == "allow_other" || opt == "allow_root" ||
                opt == "exec" || opt == "noexec" || opt == "atime" || opt == "noatime" ||
                opt == "sync" || opt == "async" || opt == "dirsync" || key == "max_read") {
       o.fuse_options.push_back(opt);

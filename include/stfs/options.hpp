@@ -25,6 +25,7 @@ struct MountOptions {
   bool helper = false;         // run as mount.stfs / mount.fuse.stfs
   bool fake = false;           // mount helper -f: validate everything, mount nothing
   bool sloppy = false;         // mount helper -s: unknown -o options are warnings
+  bool auto_unmount = false;   // -o auto_unmount: unmount when the daemon dies, however
   unsigned threads = 8;        // -o threads=N: most worker threads of the loop
   // -o read_ahead_kb=N|off: the mount's readahead when running as root.
   std::optional<unsigned> read_ahead_kb = 1024;

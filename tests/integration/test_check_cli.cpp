@@ -2,6 +2,7 @@
 // sees on stdout and stderr, and the exit codes of DESIGN.md §1.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 

@@ -140,8 +140,27 @@ class DaemonDeath(unittest.TestCase):
             while lib.find_mount(mnt.path) is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertIsNone(lib.find_mount(mnt.path))
+            # The watcher (a forked stfs) has done its job and is gone.
+            while lib.pids_serving(mnt.path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(lib.pids_serving(mnt.path), [])
         finally:
             mnt.stop()
+
+    def test_auto_unmount_watcher_leaves_with_a_normal_unmount(self):
+        for foreground in (True, False):
+            mnt = Mount(lib.SAMPLE, "-o", "auto_unmount", foreground=foreground)
+            try:
+                mnt.start()
+                self.assertTrue(os.path.isfile(os.path.join(mnt.path, "lm_head.weight")))
+            finally:
+                status = mnt.stop()
+            mnt.check_clean_exit(status)
+            deadline = time.monotonic() + 30
+            while lib.pids_serving(mnt.path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(lib.pids_serving(mnt.path), [])
+            self.assertIsNone(lib.find_mount(mnt.path))
 
     def test_sigterm_with_eight_active_readers(self):
         with tempfile.TemporaryDirectory() as d:

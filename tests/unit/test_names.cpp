@@ -1,6 +1,10 @@
 // Name mapping, DESIGN.md §3, checked against the rules spelled out by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "stfs/names.hpp"
 
 namespace stfs {
