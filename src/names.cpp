@@ -55,6 +55,33 @@ bool maps_to_itself(std::string_view name, const std::vector<std::string_view>& 
 }
 
 std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved) {
+  return encode_name_with_suffix(name, reserved, {});
+}
+
+std::string encode_name_with_suffix(std::string_view name,
+                                    const std::vector<std::string_view>& reserved,
+                                    std::string_view suffix) {
+  std::string out = encode_steps_1_to_3(name, reserved);
+  // Step 4 against the room the suffix leaves, so the suffix survives.
+  if (out.size() + suffix.size() > kNameMax) {
+    std::size_t keep = 0;
+    while (keep < out.size()) {
+      std::size_t n = unit_length(out, keep);
+      if (keep + n > kHashedPrefixMax) break;
+      keep += n;
+    }
+    std::uint64_t h = fnv1a64(name);
+    std::string tail = "%~";
+    for (int shift = 60; shift >= 0; shift -= 4) tail += kHexLower[(h >> shift) & 15];
+    out.resize(keep);
+    out += tail;
+  }
+  out += suffix;
+  return out;
+}
+
+std::string encode_steps_1_to_3(std::string_view name,
+                                const std::vector<std::string_view>& reserved) {
   if (name.empty()) return "%";
   if (name == ".") return "%2E";
   if (name == "..") return "%2E%2E";
@@ -74,19 +101,6 @@ std::string encode_name(std::string_view name, const std::vector<std::string_vie
     auto c = static_cast<unsigned char>(out[0]);
     std::string escaped = {'%', kHexUpper[c >> 4], kHexUpper[c & 15]};
     out = escaped + out.substr(1);
-  }
-  if (out.size() > kNameMax) {
-    std::size_t keep = 0;
-    while (keep < out.size()) {
-      std::size_t n = unit_length(out, keep);
-      if (keep + n > kHashedPrefixMax) break;
-      keep += n;
-    }
-    std::uint64_t h = fnv1a64(name);
-    std::string suffix = "%~";
-    for (int shift = 60; shift >= 0; shift -= 4) suffix += kHexLower[(h >> shift) & 15];
-    out.resize(keep);
-    out += suffix;
   }
   return out;
 }

@@ -105,13 +105,14 @@ void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_
   ++tree_.tensor_count_;
 }
 
-void TreeBuilder::add_npy(Id parent, std::string_view file_name, std::uint32_t source,
-                          std::uint32_t tensor, std::uint32_t stat) {
+void TreeBuilder::add_npy(Id parent, const std::vector<std::string_view>& reserved,
+                          std::uint32_t source, std::uint32_t tensor, std::uint32_t stat) {
   const Header& h = tree_.models_[source]->header();
   auto header = npy_header(h.tensors[tensor]);
   if (!header) return;  // F6, F4: no whole-byte elements
   Draft d;
-  d.name = keep(std::string(file_name) + ".npy");
+  // Shortened after the suffix, so every name fits in 255 bytes.
+  d.name = keep(encode_name_with_suffix(h.tensors[tensor].name, reserved, ".npy"));
   d.node.kind = NodeKind::kNpy;
   d.node.model = source;
   d.node.index = tensor;
@@ -147,7 +148,7 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     // Most names map to themselves: point at the header, copy nothing.
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
     if (!views_.tree) add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
-    if (views_.npy) add_npy(npy_dir, name, source, static_cast<std::uint32_t>(i), stat);
+    if (views_.npy) add_npy(npy_dir, reserved, source, static_cast<std::uint32_t>(i), stat);
     if (views_.f32 && f32_convertible(h.tensors[i].dtype)) {
       Draft d;
       d.name = name;

@@ -59,8 +59,8 @@ class TreeBuilder {
   // Tensors of `source` under `dir` as nested directories split at '.'.
   void add_tensor_tree(Id dir, std::uint32_t source, std::uint32_t stat,
                        const std::vector<std::string_view>& reserved);
-  void add_npy(Id parent, std::string_view file_name, std::uint32_t source, std::uint32_t tensor,
-               std::uint32_t stat);
+  void add_npy(Id parent, const std::vector<std::string_view>& reserved, std::uint32_t source,
+               std::uint32_t tensor, std::uint32_t stat);
 
   Tree tree_;
   ViewOptions views_;

@@ -34,6 +34,17 @@ std::uint64_t fnv1a64(std::string_view bytes);
 // Steps 1-4 for one name; `reserved` lists the names to avoid (step 3).
 std::string encode_name(std::string_view name, const std::vector<std::string_view>& reserved);
 
+// encode_name, then `suffix` (".npy"): step 4 applies whenever the name
+// and the suffix together would pass 255 bytes, so the suffix is kept and
+// the result always fits: "...%~<hash>.npy".
+std::string encode_name_with_suffix(std::string_view name,
+                                    const std::vector<std::string_view>& reserved,
+                                    std::string_view suffix);
+
+// Steps 1-3 only.
+std::string encode_steps_1_to_3(std::string_view name,
+                                const std::vector<std::string_view>& reserved);
+
 // True when encode_name(name) == name: the common case, which needs no copy.
 bool maps_to_itself(std::string_view name, const std::vector<std::string_view>& reserved);
 

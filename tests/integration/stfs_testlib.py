@@ -71,8 +71,10 @@ def fnv1a64(data):
     return h
 
 
-def map_name(name, reserved=RESERVED):
-    """The file name of tensor `name`, as bytes."""
+def map_name(name, reserved=RESERVED, suffix=b""):
+    """The file name of tensor `name`, as bytes; `suffix` (b".npy") is
+    appended after step 4, which then applies whenever name and suffix
+    together pass 255 bytes."""
     raw = name.encode("utf-8")
     if raw == b"":
         out = b"%"
@@ -90,7 +92,7 @@ def map_name(name, reserved=RESERVED):
         out = bytes(out)
     if out.decode() in reserved:
         out = b"%%%02X" % out[0] + out[1:]
-    if len(out) > 255:
+    if len(out) + len(suffix) > 255:
         keep, i = b"", 0
         while i < len(out):
             c = out[i]
@@ -100,7 +102,7 @@ def map_name(name, reserved=RESERVED):
             keep += out[i:i + n]
             i += n
         out = keep + b"%~" + b"%016x" % fnv1a64(raw)
-    return out
+    return out + suffix
 
 
 def tree_path(name, names):

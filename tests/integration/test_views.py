@@ -1,6 +1,8 @@
 """Views beyond raw bytes (issue 6, DESIGN.md §6): -o npy."""
 import gc
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -54,8 +56,9 @@ class NpyView(unittest.TestCase):
                 listed = set(os.listdir(npy))
                 for name, dtype, shape, blob in tensors:
                     # With the view on, "__npy__" is reserved like the JSON files.
-                    base = "%5F_npy__" if name == "__npy__" else lib.map_name(name).decode()
-                    fname = base + ".npy"
+                    reserved = lib.RESERVED + ("__npy__",)
+                    base = lib.map_name(name, reserved).decode()
+                    fname = lib.map_name(name, reserved, b".npy").decode()
                     if dtype not in NUMPY:
                         self.assertNotIn(fname, listed, "F6/F4 have no .npy")
                         continue
@@ -168,6 +171,54 @@ class F32View(unittest.TestCase):
                             self.assertEqual(os.pread(fd, n, off), raw[off:off + n], (name, off))
                     finally:
                         os.close(fd)
+
+
+@lib.require_fuse
+class NameLimits(unittest.TestCase):
+    """Every name a mount lists fits in 255 bytes (statvfs f_namemax), with
+    every view on, in file and folder mode, for names built to sit at the
+    edge: mapped lengths 250-260, escapes that triple a byte, UTF-8 that
+    must not be cut, dotted components for the tree view."""
+
+    def hostile_names(self):
+        names = []
+        for n in range(248, 262):
+            names.append("a" * n)
+            names.append("w." + "b" * n)
+            names.append("%" * (n // 3) + "x")
+            names.append("\u00e9" * (n // 2))
+            names.append("a" * (n - 4) + ".npy")
+        names.append(("c" * 254 + ".") * 3 + "d")
+        return list(dict.fromkeys(names))  # once each, in order
+
+    def test_every_listed_name_fits(self):
+        names = self.hostile_names()
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "m.safetensors")
+            lib.write_safetensors(src, [(n, "BF16", [1], b"\0\0") for n in names])
+            shard = os.path.join(d, "m-00001-of-00001.safetensors")
+            lib.write_safetensors(shard, [(n, "F32", [1], b"\0" * 4) for n in names])
+            with open(os.path.join(d, "m-x.safetensors.index.json"), "w") as f:
+                import json
+                json.dump({"weight_map": {n: "m-00001-of-00001.safetensors" for n in names}}, f)
+            for source in (src, d):
+                for opts in ("npy,f32", "npy,f32,tree"):
+                    with Mount(source, "-o", opts) as mnt:
+                        self.assertEqual(os.statvfs(mnt.path).f_namemax, 255)
+                        seen = 0
+                        for root, dirs, files in os.walk(os.fsencode(mnt.path)):
+                            for n in dirs + files:
+                                seen += 1
+                                self.assertLessEqual(len(n), 255, n)
+                        self.assertGreater(seen, len(names) * 2)
+                        # cp -r of the npy view works, as the issue's user tried.
+                        dst = os.path.join(d, "copy")
+                        base = mnt.path if source == src else os.path.join(mnt.path,
+                                                                            "m.safetensors")
+                        r = subprocess.run(["cp", "-r", os.path.join(base, "__npy__"), dst],
+                                           capture_output=True, text=True)
+                        self.assertEqual(r.returncode, 0, r.stderr[-500:])
+                        shutil.rmtree(dst)
 
 
 @lib.require_fuse

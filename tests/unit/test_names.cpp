@@ -162,3 +162,30 @@ TEST(Names, AllFileNamesAreSafe) {
 
 }  // namespace
 }  // namespace stfs
+
+namespace stfs {
+namespace {
+
+TEST(NamesWithSuffix, ShortenedAfterTheSuffixSoTheSuffixSurvives) {
+  for (std::size_t n = 240; n <= 260; ++n) {
+    const std::string name(n, 'a');
+    const std::string f = encode_name_with_suffix(name, {}, ".npy");
+    EXPECT_LE(f.size(), kNameMax) << n;
+    EXPECT_TRUE(f.ends_with(".npy")) << n;
+    if (n + 4 <= kNameMax) {
+      EXPECT_EQ(f, name + ".npy");
+    } else {
+      EXPECT_NE(f.find("%~"), std::string::npos) << n;
+    }
+  }
+  // Escapes count: 85 '%' become 255 bytes, too long once ".npy" follows.
+  const std::string pct(85, '%');
+  EXPECT_EQ(encode_name(pct, {}).size(), 255u);
+  EXPECT_LE(encode_name_with_suffix(pct, {}, ".npy").size(), kNameMax);
+  // Without a suffix it is encode_name.
+  EXPECT_EQ(encode_name_with_suffix(std::string(300, 'b'), {}, {}),
+            encode_name(std::string(300, 'b'), {}));
+}
+
+}  // namespace
+}  // namespace stfs
