@@ -24,7 +24,7 @@
 namespace {
 
 const char kHelp[] =
-    "Usage: stfs [options] SOURCE MOUNTPOINT\n"
+    "Usage: stfs [options] SOURCE MOUNTPOINT [options]\n"
     "       stfs --check FILE...\n"
     "       stfs --help | --version\n"
     "\n"
@@ -37,7 +37,9 @@ const char kHelp[] =
     "  -f             stay in the foreground, log to stderr\n"
     "  -d             debug logging, including every FUSE request (implies -f)\n"
     "  -s             serve with one thread\n"
-    "  -o OPT[,OPT]   mount options, below; may be repeated\n"
+    "  -o OPT[,OPT]   mount options, below; may be repeated, later values win\n"
+    "  --             end of options (for a SOURCE that starts with '-')\n"
+    "Options may come before, between or after SOURCE and MOUNTPOINT.\n"
     "  -v, --verbose  log more\n"
     "  --check        validate each FILE and print one line per file:\n"
     "                   OK <file>: <n> tensors (<dtypes>)\n"
@@ -80,7 +82,9 @@ int helper_main(int argc, char** argv) {
       case 'o': option_lists.emplace_back(optarg); break;
       case 't': break;  // "stfs" or "fuse.stfs": we know what we are
       case 'h':
-        std::fputs("Usage: mount.stfs SOURCE MOUNTPOINT [-sfnv] [-N ns] [-o opts]\n\n", stdout);
+        std::fputs("Usage: mount.stfs SOURCE MOUNTPOINT [-sfnv] [-N ns] [-o opts]\n"
+                   "Options may also come first; -o may be repeated, later values win.\n\n",
+                   stdout);
         std::fputs(stfs::mount_options_help().data(), stdout);
         return 0;
       default:
@@ -133,7 +137,9 @@ int main(int argc, char** argv) {
   stfs::MountOptions mo;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "+hVvfdso:", kLong, nullptr)) != -1) {
+  // Options go anywhere, as with sshfs and squashfuse: getopt permutes, so
+  // `stfs SRC MNT -o npy` works; "--" ends them, for a path starting "-".
+  while ((c = getopt_long(argc, argv, "hVvfdso:", kLong, nullptr)) != -1) {
     switch (c) {
       case kOptCheck: check = true; break;
       case 'h':

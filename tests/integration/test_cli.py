@@ -1,0 +1,113 @@
+"""The command line as FUSE users type it (issue 12): options before,
+between and after the positionals, -o repeated with later values winning,
+"--" before a path that starts with "-", and the same for mount.stfs."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import stfs_testlib as lib
+
+
+def unmount(mp):
+    pids = lib.pids_serving(mp)
+    if lib.find_mount(mp) is not None:
+        if subprocess.run(["fusermount3", "-u", mp], capture_output=True).returncode:
+            subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and not lib._is_zombie(p)]
+        time.sleep(0.05)
+    for p in pids:
+        try:
+            os.kill(p, 9)
+        except ProcessLookupError:
+            pass
+
+
+@lib.require_fuse
+class OptionOrder(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="stfs-cli-")
+        self.src = os.path.join(self.tmp, "m.safetensors")
+        shutil.copy(lib.SAMPLE, self.src)
+        self.mp = os.path.join(self.tmp, "mnt")
+        os.mkdir(self.mp)
+
+    def tearDown(self):
+        unmount(self.mp)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def mount(self, argv, binary=None):
+        r = subprocess.run([binary or lib.STFS, *argv], capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL, cwd=self.tmp)
+        self.addCleanup(unmount, self.mp)
+        return r
+
+    def assert_npy_mount(self, argv, binary=None):
+        r = self.mount(argv, binary)
+        self.assertEqual(r.returncode, 0, "%s: %s" % (argv, r.stderr))
+        self.assertIn("__npy__", os.listdir(self.mp), argv)
+        unmount(self.mp)
+        self.assertIsNone(lib.find_mount(self.mp))
+
+    def test_options_before_between_and_after(self):
+        for argv in (["-o", "npy", self.src, self.mp],
+                     [self.src, self.mp, "-o", "npy"],
+                     [self.src, "-o", "npy", self.mp],
+                     [self.src, self.mp, "-onpy"],
+                     [self.src, "-v", self.mp, "-o", "ro", "-o", "npy"]):
+            self.assert_npy_mount(argv)
+
+    def test_repeated_o_later_values_win(self):
+        r = self.mount(["-o", "uid=123,gid=45", self.src, self.mp, "-o", "uid=321", "-o", "npy"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.stat(os.path.join(self.mp, "lm_head.weight"))
+        self.assertEqual((st.st_uid, st.st_gid), (321, 45))
+        self.assertIn("__npy__", os.listdir(self.mp))
+
+    def test_double_dash_before_a_dash_path(self):
+        dash = os.path.join(self.tmp, "-m.safetensors")
+        os.rename(self.src, dash)
+        r = self.mount(["-o", "npy", "--", "-m.safetensors", "mnt"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("lm_head.weight", os.listdir(self.mp))
+        unmount(self.mp)
+        # Without "--" the dash path is an unknown option: a usage error.
+        r = self.mount(["-m.safetensors", "mnt"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("unknown option", r.stderr)
+        self.assertIsNone(lib.find_mount(self.mp))
+
+    def test_usage_errors_still_say_what_is_wrong(self):
+        r = self.mount([self.src, self.mp, "extra"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("too many arguments", r.stderr)
+        r = self.mount([self.src, self.mp, "-o"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("-o", r.stderr)
+        r = self.mount([self.src, self.mp, "-o", "bogus"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bogus", r.stderr)
+        self.assertIsNone(lib.find_mount(self.mp))
+
+    def test_mount_helper_takes_options_first_or_last(self):
+        helper = os.path.join(self.tmp, "mount.stfs")
+        os.symlink(lib.STFS, helper)
+        for argv in ([self.src, self.mp, "-o", "npy"],
+                     ["-o", "npy", self.src, self.mp],
+                     [self.src, "-o", "rw,npy", self.mp, "-n"]):
+            self.assert_npy_mount(argv, binary=helper)
+
+    def test_help_documents_the_forms(self):
+        r = lib.run_stfs("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("SOURCE MOUNTPOINT [options]", r.stdout)
+        self.assertIn("later values win", r.stdout)
+        self.assertIn("--", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
