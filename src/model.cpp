@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "stfs/formats.hpp"
+
 namespace stfs {
 
 Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
@@ -93,8 +95,11 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
   if (auto r = pread_full(fd, prefix, have, 0); !r) {
     return io_error(r.error().errnum, "cannot read the header length");
   }
-  auto invalid = [](ParseError e) {
-    return unexpected(ModelError{ModelError::Kind::kInvalid, 0, e.rule, std::move(e.message)});
+  // A file of another format keeps its rule but says what it looks like.
+  const auto foreign = foreign_format(std::string_view(prefix, have));
+  auto invalid = [&foreign](ParseError e) {
+    return unexpected(ModelError{ModelError::Kind::kInvalid, 0, e.rule,
+                                 foreign ? *foreign : std::move(e.message)});
   };
   auto n = parse_header_length(std::string_view(prefix, have), size, limits);
   if (!n) return invalid(n.error());

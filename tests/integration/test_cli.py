@@ -109,5 +109,50 @@ class OptionOrder(unittest.TestCase):
         self.assertIn("--", r.stdout)
 
 
+FOREIGN = [
+    # (file name, first bytes, words the message must hold)
+    ("pytorch_model.bin", b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + b"archive/data.pkl",
+     ["PyTorch zip checkpoint", "never loads pickles"]),
+    ("model.pt", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", ["pickle", "never loads pickles"]),
+    ("model.pkl", b"\x80\x05\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.", ["pickle"]),
+    ("llama.gguf", b"GGUF\x03\x00\x00\x00" + b"\x00" * 32, ["GGUF"]),
+    ("w.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False}", ["NumPy"]),
+    ("model.h5", b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00\x00\x08\x08\x00", ["HDF5"]),
+]
+
+
+class ForeignFormats(unittest.TestCase):
+    """Other formats get a message that says what they look like; exit 2 and
+    the rule name stay, and --check and a mount say the same."""
+
+    def test_each_format_is_named(self):
+        with tempfile.TemporaryDirectory() as d:
+            mp = os.path.join(d, "mnt")
+            os.mkdir(mp)
+            for name, head, words in FOREIGN:
+                path = os.path.join(d, name)
+                with open(path, "wb") as f:
+                    f.write(head + b"\x00" * 4096)
+                r = lib.run_stfs("--check", path)
+                self.assertEqual(r.returncode, 2, r.stdout)
+                line = r.stdout.strip()
+                self.assertTrue(line.startswith("INVALID " + path + ": looks like"), line)
+                self.assertIn("stfs reads safetensors only", line)
+                self.assertRegex(line, r"\[[A-Za-z]+\]$")  # the rule name stays
+                for w in words:
+                    self.assertIn(w, line)
+                reason = line.split(": ", 1)[1]
+                if lib.fuse_usable():
+                    m = lib.run_stfs(path, mp)
+                    self.assertEqual(m.returncode, 2, m.stderr)
+                    self.assertIn(reason, m.stderr)
+                    self.assertIsNone(lib.find_mount(mp))
+
+    def test_a_real_safetensors_file_is_not_misnamed(self):
+        r = lib.run_stfs("--check", lib.SAMPLE)
+        self.assertEqual(r.returncode, 0)
+        self.assertNotIn("looks like", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
