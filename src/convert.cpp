@@ -42,7 +42,8 @@ bool f32_convertible(Dtype d) {
     case Dtype::kF8E4M3:
     case Dtype::kF8E8M0:
     case Dtype::kF8E4M3Fnuz:
-    case Dtype::kF8E5M2Fnuz: return true;
+    case Dtype::kF8E5M2Fnuz:
+    case Dtype::kF64: return true;
     default: return false;
   }
 }
@@ -73,8 +74,24 @@ float f8_to_f32(Dtype d, std::uint8_t v) {
   }
 }
 
+float f64_to_f32(std::uint64_t bits) {
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  // The conversion rounds to nearest, ties to even (the default rounding
+  // mode, which the daemon never changes); too large gives +-inf, NaN
+  // stays NaN (quiet, payload cut to 22 bits), +-0 and infinities stay.
+  return static_cast<float>(v);
+}
+
 void to_f32(Dtype d, const std::uint8_t* in, std::size_t n, float* out) {
   switch (d) {
+    case Dtype::kF64:
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t bits = 0;
+        for (int b = 7; b >= 0; --b) bits = bits << 8 | in[8 * i + static_cast<std::size_t>(b)];
+        out[i] = f64_to_f32(bits);
+      }
+      return;
     case Dtype::kBF16:
     case Dtype::kF16:
       for (std::size_t i = 0; i < n; ++i) {

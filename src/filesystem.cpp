@@ -130,7 +130,7 @@ Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size
   if (offset >= n->size) return {};
   size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
   const TensorInfo& t = tree_.tensor(*n);
-  const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1 or 2: whole bytes only
+  const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1, 2 or 8: whole bytes only
   const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
   std::string raw(static_cast<std::size_t>((last - first) * bytes), '\0');
   const int fd = tree_.model(n->model).fd();

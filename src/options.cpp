@@ -129,7 +129,7 @@ std::string_view mount_options_help() {
          "  fsname=NAME          device name shown by mount (default: the source path)\n"
          "  npy                  add __npy__/<tensor>.npy files that numpy.load opens\n"
          "  tree                 dotted tensor names as nested directories\n"
-         "  f32                  add __f32__/<tensor>: BF16, F16, F8 as float32\n"
+         "  f32                  add __f32__/<tensor>: every floating tensor as float32\n"
          "  threads=N            most worker threads (default 8)\n"
          "  read_ahead_kb=N|off  readahead of the mount, set when root (default 1024)\n"
          "  max_header=N         refuse headers over N bytes (default 100000000)\n"

@@ -90,7 +90,7 @@ void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source, st
 }
 
 void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
-                             std::uint32_t tensor, std::uint32_t stat) {
+                             std::uint32_t tensor, std::uint32_t stat, bool count) {
   const Header& h = tree_.models_[source]->header();
   Draft d;
   d.name = file_name;
@@ -102,7 +102,7 @@ void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_
   d.node.stat = stat;
   drafts_.push_back(std::move(d));
   drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
-  ++tree_.tensor_count_;
+  if (count) ++tree_.tensor_count_;
 }
 
 void TreeBuilder::add_npy(Id parent, const std::vector<std::string_view>& reserved,
@@ -149,7 +149,10 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
     if (!views_.tree) add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
     if (views_.npy) add_npy(npy_dir, reserved, source, static_cast<std::uint32_t>(i), stat);
-    if (views_.f32 && f32_convertible(h.tensors[i].dtype)) {
+    if (views_.f32 && h.tensors[i].dtype == Dtype::kF32) {
+      // Already float32: the same zero-copy bytes as the raw file.
+      add_tensor(f32_dir, name, source, static_cast<std::uint32_t>(i), stat, /*count=*/false);
+    } else if (views_.f32 && f32_convertible(h.tensors[i].dtype)) {
       Draft d;
       d.name = name;
       d.node.kind = NodeKind::kF32;

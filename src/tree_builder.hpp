@@ -33,9 +33,10 @@ class TreeBuilder {
   Id add_dir(Id parent, std::string name, std::uint32_t stat);
   void add_blob(Id parent, std::string name, std::string content, std::uint32_t stat);
   void add_file(Id parent, std::string name, std::uint32_t source, std::uint32_t stat);
-  // One tensor of a model; `file_name` is its mapped name.
+  // One tensor of a model; `file_name` is its mapped name. `count`: false
+  // for a second file of the same tensor (the f32 view of an F32 tensor).
   void add_tensor(Id parent, std::string_view file_name, std::uint32_t source, std::uint32_t tensor,
-                  std::uint32_t stat);
+                  std::uint32_t stat, bool count = true);
   // The layout of DESIGN.md §2 under `dir`: __header__.json,
   // __metadata__.json and one file per tensor of source `source`.
   void add_model_contents(Id dir, std::uint32_t source);

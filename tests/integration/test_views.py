@@ -133,13 +133,23 @@ class F32View(unittest.TestCase):
         bf16_bits = np.concatenate([rng.integers(0, 1 << 16, 500, dtype=np.uint16),
                                     np.array([0x7F80, 0xFF80, 0x7FC0, 0x0001, 0x8000],
                                              dtype=np.uint16)]).astype("<u2")
+        # F64: random values, ties and near-ties of float32 rounding, past
+        # its range, subnormals, signed zeros, infinities and NaN.
+        one = 1.0
+        f64 = np.concatenate([
+            rng.standard_normal(200) * 10.0 ** rng.integers(-40, 40, 200),
+            np.array([one + 2.0 ** -24, one + 3 * 2.0 ** -24, one + 2.0 ** -24 + 2.0 ** -40,
+                      -(one + 2.0 ** -24), 3.4028235677973366e38, 3.5e38, -1e300, 1e-46,
+                      1.4e-45, 7e-46, 0.0, -0.0, np.inf, -np.inf, np.nan])]).astype("<f8").tobytes()
         tensors = [("h", "F16", [len(f16) // 2], f16),
                    ("b", "BF16", [len(bf16_bits)], bf16_bits.tobytes()),
                    ("e4m3", "F8_E4M3", [256], all_bytes), ("e5m2", "F8_E5M2", [256], all_bytes),
                    ("e4m3fnuz", "F8_E4M3FNUZ", [256], all_bytes),
                    ("e5m2fnuz", "F8_E5M2FNUZ", [256], all_bytes),
                    ("e8m0", "F8_E8M0", [256], all_bytes),
-                   ("f", "F32", [2], b"abcdefgh")]
+                   ("f", "F32", [2], b"abcdefgh"),
+                   ("d", "F64", [len(f64) // 8], f64),
+                   ("i", "I32", [2], b"\1\0\0\0\2\0\0\0")]
         want = {
             "h": np.frombuffer(f16, "<f2").astype("<f4"),
             "b": (bf16_bits.astype("<u4") << 16).view("<f4"),
@@ -149,7 +159,14 @@ class F32View(unittest.TestCase):
             "e5m2fnuz": np.array([f8_reference(v, 5, 2, 16, "fnuz") for v in range(256)], "<f4"),
             "e8m0": np.array([np.nan if v == 255 else 2.0 ** (v - 127) for v in range(256)],
                              "<f4"),
+            # numpy's cast rounds to nearest, ties to even, as documented.
+            "d": np.frombuffer(f64, "<f8").astype("<f4"),
+            "f": np.frombuffer(b"abcdefgh", "<f4"),  # served as it is
         }
+        self.assertEqual(want["d"][200], np.float32(1.0))  # the tie goes to even
+        self.assertEqual(want["d"][201], np.float32(1.0 + 2.0 ** -22))
+        self.assertEqual(want["d"][202], np.float32(1.0 + 2.0 ** -23))
+        self.assertTrue(np.isinf(want["d"][205]))
         # Spot values an engineer would check by hand.
         self.assertEqual(want["e4m3"][0x7E], 448.0)
         self.assertEqual(want["e5m2"][0x7B], 57344.0)
@@ -158,7 +175,9 @@ class F32View(unittest.TestCase):
             lib.write_safetensors(src, tensors)
             with Mount(src, "-o", "f32") as mnt:
                 view = os.path.join(mnt.path, "__f32__")
-                self.assertEqual(sorted(os.listdir(view)), sorted(want))  # F32 not converted
+                # Every floating tensor; integers stay out.
+                self.assertEqual(sorted(os.listdir(view)), sorted(want))
+                self.assertEqual(open(os.path.join(view, "f"), "rb").read(), b"abcdefgh")
                 for name, expected in want.items():
                     path = os.path.join(view, name)
                     got = np.fromfile(path, dtype="<f4")

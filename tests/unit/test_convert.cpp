@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "stfs/convert.hpp"
 #include "stfs/npy.hpp"
@@ -57,6 +59,31 @@ TEST(Npy, HeaderLayout) {
   EXPECT_NE(npy_header(t)->find("'shape': ()"), std::string::npos);
   t.dtype = Dtype::kF4;
   EXPECT_FALSE(npy_header(t));
+}
+
+}  // namespace
+}  // namespace stfs
+
+namespace stfs {
+namespace {
+
+TEST(F64ToF32, RoundsToNearestEvenAndKeepsSpecials) {
+  auto bits = [](double d) {
+    std::uint64_t b;
+    std::memcpy(&b, &d, sizeof b);
+    return b;
+  };
+  EXPECT_EQ(f64_to_f32(bits(1.0)), 1.0f);
+  EXPECT_EQ(f64_to_f32(bits(1.0 + std::ldexp(1.0, -24))), 1.0f);  // tie: to even
+  EXPECT_EQ(f64_to_f32(bits(1.0 + 3 * std::ldexp(1.0, -24))), 1.0f + std::ldexp(1.0f, -22));
+  EXPECT_EQ(f64_to_f32(bits(1e300)), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(f64_to_f32(bits(-1e300)), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(f64_to_f32(bits(std::nan("")))));
+  EXPECT_TRUE(std::signbit(f64_to_f32(bits(-0.0))));
+  EXPECT_EQ(f64_to_f32(bits(1e-50)), 0.0f);
+  EXPECT_TRUE(f32_convertible(Dtype::kF64));
+  EXPECT_FALSE(f32_convertible(Dtype::kF32));  // served as it is
+  EXPECT_FALSE(f32_convertible(Dtype::kI32));
 }
 
 }  // namespace
