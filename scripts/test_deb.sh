@@ -8,6 +8,26 @@ pass=0 fail=0
 ok() { echo "ok: $1"; pass=$((pass + 1)); }
 bad() { echo "FAILED: $1"; fail=$((fail + 1)); }
 
+# Packages from a build configured for /usr and from one left at the default
+# prefix (/usr/local): cpack must give the same package from either.
+cmake -S . -B build-deb-default -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+cmake --build build-deb-default -j "$(nproc)" >/dev/null || exit 1
+if (cd build-deb-default && cpack -G DEB >/dev/null); then
+  ok "cpack -G DEB from a default-prefix build"
+  ddeb=$(ls build-deb-default/stfs_*.deb | head -1)
+  listing=$(dpkg-deb -c "$ddeb")
+  grep -q "./usr/sbin/mount.stfs -> ../bin/stfs" <<<"$listing" && ok "default build: relative helper link" \
+    || bad "default build: helper link: $(grep mount.stfs <<<"$listing")"
+  grep -q "./usr/share/man/man8/mount.fuse.stfs.8 -> mount.stfs.8" <<<"$listing" \
+    && ok "default build: man link" || bad "default build: man link"
+  dpkg-deb --fsys-tarfile "$ddeb" | tar -xOf - ./lib/systemd/system/stfs@.service |
+    grep -q "^ExecStart=/usr/bin/stfs " && ok "default build: unit runs /usr/bin/stfs" \
+    || bad "default build: unit ExecStart"
+else
+  bad "cpack -G DEB from a default-prefix build"
+fi
+
 cmake -S . -B build-deb -DCMAKE_INSTALL_PREFIX=/usr -DSTFS_BUILD_TESTS=OFF \
   -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
 cmake --build build-deb -j "$(nproc)" >/dev/null || exit 1
