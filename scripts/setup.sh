@@ -20,6 +20,7 @@ PACKAGES=(
   attr                          # getfattr, used by the run script and tests
   valgrind                      # the leak test of a whole mount session
   acl                           # setfacl, for the access-rule tests
+  python3-torch                 # a real client: the README's torch recipes are tested
 )
 
 missing=()
