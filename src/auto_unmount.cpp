@@ -11,10 +11,37 @@
 #include "stfs/mountinfo.hpp"
 
 namespace stfs {
+namespace {
+
+[[noreturn]] void watch(int fd, const std::string& mountpoint) {
+  const auto before = find_mount(mountpoint);
+  std::string announced;
+  char buf[64];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      announced.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;  // the daemon is gone
+    }
+  }
+  if (!announced.empty() && announced.back() == '\n') announced.pop_back();
+  const auto now = find_mount(mountpoint);
+  if (!now) ::_exit(0);  // unmounted already
+  const bool ours = !announced.empty()
+                        ? now->device == announced
+                        : now->fstype == "fuse.stfs" && (!before || before->device != now->device);
+  if (!ours) ::_exit(0);
+  if (::umount2(mountpoint.c_str(), MNT_DETACH) == 0) ::_exit(0);
+  // Not root: fusermount3 is setuid and checks the mount is the user's.
+  ::execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", mountpoint.c_str(),
+           static_cast<char*>(nullptr));
+  ::_exit(1);
+}
+
+}  // namespace
 
 Result<int> start_unmount_watcher(const std::string& mountpoint) {
-  auto mine = find_mount(mountpoint);
-  if (!mine) return unexpected(Error{ENOENT, "no mount at " + mountpoint + " to watch"});
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     int e = errno;
@@ -37,23 +64,21 @@ Result<int> start_unmount_watcher(const std::string& mountpoint) {
     for (int fd = 0; fd < 1024; ++fd) {
       if (fd != keep) ::close(fd);
     }
-    char c;
-    while (::read(keep, &c, 1) != 0) {
-      if (errno != EINTR) break;
-    }
-    auto now = find_mount(mountpoint);
-    if (!now || now->device != mine->device) ::_exit(0);  // already gone
-    if (::umount2(mountpoint.c_str(), MNT_DETACH) == 0) ::_exit(0);
-    // Not root: fusermount3 is setuid and checks the mount is ours.
-    ::execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", mountpoint.c_str(),
-             static_cast<char*>(nullptr));
-    ::_exit(1);
+    watch(keep, mountpoint);
   }
   ::close(fds[0]);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return fds[1];
+}
+
+void announce_mount(int watcher_fd, const std::string& mountpoint) {
+  auto m = find_mount(mountpoint);
+  if (!m) return;
+  const std::string line = m->device + "\n";
+  ssize_t w = ::write(watcher_fd, line.data(), line.size());
+  (void)w;  // a watcher that is gone cannot be told; the fallback rule holds
 }
 
 }  // namespace stfs

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,18 +83,28 @@ int check_mountpoint(MountOptions& o) {
   return kExitOk;
 }
 
-// Opens and validates the source and builds the filesystem; exit code 2 on
-// any failure (the source cannot be served).
+// The exit code for a source that failed with `e`: 2 when there is no
+// valid source there (missing, not a regular file, a link into the mount),
+// 3 when it exists but cannot be read or mapped (an I/O failure).
+int exit_for(int e) {
+  return e == ENOENT || e == ENOTDIR || e == EINVAL || e == ELOOP ? kExitInvalidSource
+                                                                   : kExitMountFailed;
+}
+
+// Opens and validates the source and builds the filesystem; exit code 2
+// for an invalid or missing source, 3 for one that cannot be read.
 int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   struct stat st {};
   if (::stat(o.source.c_str(), &st) != 0) {
-    spdlog::error("cannot mount {}: {}", o.source, std::strerror(errno));
-    return kExitInvalidSource;
+    const int e = errno;
+    spdlog::error("cannot mount {}: {}", o.source, std::strerror(e));
+    return exit_for(e);
   }
   Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
   if (S_ISDIR(st.st_mode)) {
     // A model folder: invalid files inside are left out with a warning.
-    tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint);
+    tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
+                               nullptr, o.read_path);
   } else {
     // Walked as given, links and all: the access rule needs every directory
     // a reader must search to reach the file.
@@ -101,26 +112,32 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
     auto w = walker.walk(o.source_as_given);
     if (!w) {
       spdlog::error("cannot mount {}: {}", o.source, w.error().message);
-      return kExitInvalidSource;
+      return exit_for(w.error().errnum);
     }
     struct stat fst {};
     auto fd = PathWalker::open_regular(*w, fst);
     if (!fd) {
       spdlog::error("cannot mount {}: {}", o.source, fd.error().message);
-      return kExitInvalidSource;
+      return exit_for(fd.error().errnum);
     }
     auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
     if (!model) {
       const ModelError& e = model.error();
       std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
       spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
-      return kExitInvalidSource;
+      return e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource;
     }
+    if (auto r = model->prepare(o.read_path); !r) {
+      spdlog::error("cannot mount {}: {}", o.source, r.error().message);
+      return kExitMountFailed;  // it exists and is valid, but cannot be served
+    }
+    spdlog::info("{}: served with {}", o.source,
+                 model->read_path() == ReadPath::kMmap ? "a shared mapping" : "pread");
     tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w));
   }
   if (!tree) {
     spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
-    return kExitInvalidSource;
+    return tree.error().errnum == EEXIST ? kExitInvalidSource : exit_for(tree.error().errnum);
   }
   const std::size_t count = tree->tensor_count();
   auto fs = Filesystem::create(std::move(tree).value());
@@ -131,6 +148,18 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   out = std::move(fs).value();
   spdlog::info("serving {} tensors from {} on {}", count, o.source, o.mountpoint);
   return kExitOk;
+}
+
+// How often to compare a folder source for changes: -o poll=, else 5 s on
+// network and FUSE filesystems (inotify never hears other clients there),
+// else never (inotify does it).
+unsigned poll_seconds(const MountOptions& o) {
+  if (o.poll) return *o.poll;
+  struct statfs sf {};
+  if (::statfs(o.source.c_str(), &sf) == 0 && is_remote_filesystem(static_cast<long>(sf.f_type))) {
+    return 5;
+  }
+  return 0;
 }
 
 // Sends WATCHDOG=1 at half the interval systemd asked for, until stopped.
@@ -256,7 +285,7 @@ int run_mount(MountOptions o) {
     // generations kept alive by long readers.
     auto previous = live.current();
     auto tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
-                                    &previous->tree());
+                                    &previous->tree(), o.read_path);
     previous.reset();
     if (!tree) {
       spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
@@ -271,7 +300,7 @@ int run_mount(MountOptions o) {
     }
     live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
     spdlog::info("{} changed: now serving {} tensors", o.source, n);
-  });
+  }, poll_seconds(o));
   const std::string status_line = "STATUS=serving " +
                                   std::to_string(live.current()->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;
@@ -289,7 +318,12 @@ int run_mount(MountOptions o) {
     sd_notify("STOPPING=1");
   };
 
-  if (o.foreground) return serve(live, o, {notify_ready, notify_stopping});
+  // A source read that finds its file gone (ESTALE on NFS) asks the watcher
+  // for a rebuild, which opens what is there now.
+  auto source_gone = [&watcher, dynamic] {
+    if (dynamic) watcher.poke();
+  };
+  if (o.foreground) return serve(live, o, {notify_ready, notify_stopping, source_gone});
 
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
@@ -340,7 +374,7 @@ int run_mount(MountOptions o) {
     redirect_stdio_to_null();
     init_logging(LogTarget::kSyslog, o.verbose, o.debug);
   };
-  int rc = serve(live, o, {on_ready, notify_stopping});
+  int rc = serve(live, o, {on_ready, notify_stopping, source_gone});
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

@@ -28,8 +28,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::create(Tree tree) {
     const Model& m = fs->tree_.model(i);
     // Every source is mapped by the time its tree is built (Tree::for_model,
     // the folder scan); an unmapped one would serve nothing.
-    if (m.st().st_size > 0 && !m.mapping().data()) {
-      return unexpected(err(EINVAL, m.path() + ": not mapped"));
+    if (m.read_path() == ReadPath::kAuto ||
+        (m.read_path() == ReadPath::kMmap && m.st().st_size > 0 && !m.mapping().data())) {
+      return unexpected(err(EINVAL, m.path() + ": not prepared for serving"));
     }
   }
   return fs;
@@ -106,6 +107,13 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
                                    " bytes while mounted; reads past that fail with EIO"));
   };
   if (begin + plan.size > src.intact()) return truncated();
+  plan.model = n->model;
+  if (src.read_path() == ReadPath::kPread) {
+    // Read by the caller (read_source): a short read is the truncation check.
+    plan.from_fd = true;
+    plan.source_offset = begin;
+    return plan;
+  }
   // A source truncated into the middle of a page reads back as zeros past
   // its end (the kernel zero-fills the tail of a mapping's last page), and
   // no EFAULT tells us. So check the size before every reply from the
@@ -116,10 +124,20 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
     source_fault(n->model);
     return truncated();
   }
-  plan.data = tree_.model(n->model).mapping().data() + begin;
-  plan.model = n->model;
+  plan.data = src.mapping().data() + begin;
   plan.from_source = true;
   return plan;
+}
+
+Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {
+  const Model& src = tree_.model(plan.model);
+  auto r = pread_full(src.fd(), buf, plan.size, plan.source_offset);
+  if (r) return {};
+  if (r.error().errnum == EIO || r.error().errnum == ENXIO) source_fault(plan.model);
+  // ESTALE (a file replaced on an NFS server) goes up as it is: the caller
+  // asks for a rebuild, which opens the new file.
+  return unexpected(err(r.error().errnum, "cannot read the source " + src.path() + ": " +
+                                              r.error().message));
 }
 
 Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size_t size,

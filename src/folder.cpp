@@ -66,8 +66,8 @@ using Reuse = std::unordered_map<Identity, std::shared_ptr<const Model>, Identit
 class FolderScan {
  public:
   FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip,
-             const Reuse& reuse)
-      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse) {}
+             const Reuse& reuse, ReadPath read_path)
+      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse), read_path_(read_path) {}
 
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
@@ -143,7 +143,7 @@ class FolderScan {
                    e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
       return std::nullopt;
     }
-    if (auto r = m->map(); !r) {
+    if (auto r = m->prepare(read_path_); !r) {
       spdlog::warn("{}: left out: {}", full, r.error().message);
       return std::nullopt;
     }
@@ -155,13 +155,15 @@ class FolderScan {
   PathWalker& walker_;
   const std::string& skip_;
   const Reuse& reuse_;
+  ReadPath read_path_;
 };
 
 }  // namespace
 
 Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
                                  const Limits& limits, const ViewOptions& views,
-                                 const std::string& skip, const Tree* previous) {
+                                 const std::string& skip, const Tree* previous,
+                                 ReadPath read_path) {
   Reuse reuse;
   if (previous) {
     for (std::uint32_t i = 0; i < previous->model_count(); ++i) {
@@ -176,7 +178,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& att
   struct stat st = w->st;
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
   TreeBuilder b(attr, st, views);
-  FolderScan(b, limits, walker, skip, reuse).scan(0, w->path, 0);
+  FolderScan(b, limits, walker, skip, reuse, read_path).scan(0, w->path, 0);
   return b.finish(/*hashed=*/true);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -23,6 +24,7 @@
 
 #include "stfs/auto_unmount.hpp"
 #include "stfs/fuse_session.hpp"
+#include "stfs/io_pool.hpp"
 #include "stfs/mountinfo.hpp"
 
 namespace stfs {
@@ -30,6 +32,8 @@ namespace {
 
 // A year: the tree is immutable, so cached entries never go stale.
 constexpr double kForever = 365.0 * 24 * 3600;
+// Loop threads beyond `threads=` that no source read may take.
+constexpr unsigned kReservedThreads = 2;
 
 // An open file keeps the generation it was opened in: after a directory
 // source changes, a reader of a replaced file still reads its old bytes.
@@ -51,6 +55,13 @@ struct Context {
   std::mutex open_mu;
   std::unordered_set<OpenFile*> open_files;
   std::atomic<bool> read_ahead_pending{false};
+  // Source reads answered on loop threads right now, and how many may be:
+  // the loop has this many threads plus kReservedThreads, which therefore
+  // never wait on a source. Reads past the limit go to `pool`.
+  std::atomic<unsigned> inline_io{0};
+  unsigned inline_limit = 1;
+  std::unique_ptr<IoPool> pool;
+  std::function<void()> on_source_gone{};
   // Directory sources only: the generation each inode the kernel still
   // holds was looked up in, with its lookup count. A request for an inode
   // that the current tree no longer has (a replaced file's, asked at EOF by
@@ -217,46 +228,85 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
+// Answers one READ from generation `fs`. Touches the source (page faults
+// behind fuse_reply_buf, pread, fstat) unless the file is in memory.
+void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
+  Context& c = ctx(req);
+  auto log_once = [&c](const Error& e) {
+    if (!c.fault_logged.exchange(true)) spdlog::error("{}", e.message);
+  };
+  auto plan = fs.read(ino, static_cast<std::uint64_t>(off), size);
+  if (!plan) {
+    if (plan.error().errnum == EIO) log_once(plan.error());
+    return reply_error(req, plan.error());
+  }
+  if (plan->converted) {
+    // The f32 view: converted in the daemon, so these bytes (unlike every
+    // other file's) pass through its heap.
+    thread_local std::string buf;
+    auto r = fs.read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
+    if (!r) return reply_error(req, r.error());
+    fuse_reply_buf(req, buf.data(), buf.size());
+    return;
+  }
+  const char* data = plan->data;
+  if (plan->from_fd) {
+    // The pread path (network and FUSE sources): through a per-thread
+    // buffer no larger than the largest request the kernel sends (max_read).
+    thread_local std::vector<char> buf;
+    buf.resize(plan->size);
+    auto r = fs.read_source(*plan, buf.data());
+    if (!r) {
+      const int e = r.error().errnum;
+      if (e == ESTALE || e == ENOENT || e == ENXIO) {
+        if (c.on_source_gone) c.on_source_gone();
+      }
+      log_once(r.error());
+      return fuse_reply_err(req, EIO), void();
+    }
+    data = buf.data();
+  }
+  // From a mapping, the kernel copies straight from the source's page-cache
+  // pages. If the source was truncated under us, that copy fails: the
+  // reader gets EIO from the kernel and we get EFAULT, and stop serving
+  // what is gone.
+  int res;
+  if (plan->head_size == 0) {
+    res = fuse_reply_buf(req, data, plan->size);
+  } else {
+    // An NPY header from memory, then the source's bytes: still no copy.
+    iovec iov[2] = {{const_cast<char*>(plan->head), plan->head_size},
+                    {const_cast<char*>(data), plan->size}};
+    res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
+  }
+  if (res == -EFAULT && plan->from_source) {
+    fs.source_fault(plan->model);
+    if (!c.fault_logged.exchange(true)) {
+      spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
+                    fs.tree().model(plan->model).path(), fs.intact_size(plan->model));
+    }
+  }
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
-    Filesystem* fs = reinterpret_cast<OpenFile*>(fi->fh)->fs.get();
-    auto plan = fs->read(ino, static_cast<std::uint64_t>(off), size);
-    if (!plan) {
-      if (plan.error().errnum == EIO && !c.fault_logged.exchange(true)) {
-        spdlog::error("{}", plan.error().message);
-      }
-      return reply_error(req, plan.error());
-    }
-    if (plan->converted) {
-      // The f32 view: converted in the daemon, so these bytes (unlike every
-      // other file's) pass through its heap.
-      thread_local std::string buf;
-      auto r = fs->read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
-      if (!r) return reply_error(req, r.error());
-      fuse_reply_buf(req, buf.data(), buf.size());
+    const std::shared_ptr<Filesystem>& fs = reinterpret_cast<OpenFile*>(fi->fh)->fs;
+    const Node* n = fs->tree().node(ino);
+    // The JSON files are in memory: always answered here.
+    if (n && n->kind == NodeKind::kBlob) return serve_read(req, *fs, ino, size, off);
+    // Source reads run here while few are in flight; past that they go to
+    // the I/O pool, so the loop always keeps threads for everything else.
+    if (c.inline_io.fetch_add(1) < c.inline_limit) {
+      serve_read(req, *fs, ino, size, off);
+      c.inline_io.fetch_sub(1);
       return;
     }
-    // The kernel copies straight from the source's page-cache pages. If the
-    // source was truncated under us, that copy fails: the reader gets EIO
-    // from the kernel and we get EFAULT, and stop serving what is gone.
-    int res;
-    if (plan->head_size == 0) {
-      res = fuse_reply_buf(req, plan->data, plan->size);
-    } else {
-      // An NPY header from memory, then the source's bytes: still no copy.
-      iovec iov[2] = {{const_cast<char*>(plan->head), plan->head_size},
-                      {const_cast<char*>(plan->data), plan->size}};
-      res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
-    }
-    if (res == -EFAULT && plan->from_source) {
-      fs->source_fault(plan->model);
-      if (!c.fault_logged.exchange(true)) {
-        spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
-                      fs->tree().model(plan->model).path(), fs->intact_size(plan->model));
-      }
-    }
+    c.inline_io.fetch_sub(1);
+    c.pool->submit([req, fs, ino, size, off] {
+      guarded(req, [&] { serve_read(req, *fs, ino, size, off); });
+    });
   });
 }
 
@@ -450,6 +500,9 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   c.live = &live;
   c.opts = &opts;
   c.on_ready = std::move(hooks.on_ready);
+  c.on_source_gone = std::move(hooks.on_source_gone);
+  c.inline_limit = opts.single_thread ? 0 : opts.threads;
+  c.pool = std::make_unique<IoPool>(opts.threads);
   // Changes appear within this time plus the watcher's settle time.
   if (live.dynamic()) c.timeout = 1.0;
   c.read_ahead_pending = opts.read_ahead_kb.has_value() && geteuid() == 0;
@@ -474,19 +527,24 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     return 3;
   }
   g.handlers = true;
+  // auto_unmount: the watcher starts before the mount exists (auto_unmount.hpp).
+  int watcher_fd = -1;
+  if (opts.auto_unmount) {
+    auto w = start_unmount_watcher(opts.mountpoint);
+    if (!w) {
+      spdlog::error("cannot mount {} on {}: auto_unmount: {}", opts.source, opts.mountpoint,
+                    w.error().message);
+      return 3;
+    }
+    watcher_fd = *w;  // kept open (close-on-exec) until the process ends
+  }
   if (fuse_session_mount(g.se, opts.mountpoint.c_str()) != 0) {
     spdlog::error("cannot mount {} on {}: see the message above (is /dev/fuse usable?)",
                   opts.source, opts.mountpoint);
     return 3;
   }
   g.mounted = true;
-  if (opts.auto_unmount) {
-    if (auto w = start_unmount_watcher(opts.mountpoint); !w) {
-      spdlog::error("cannot mount {} on {}: auto_unmount: {}", opts.source, opts.mountpoint,
-                    w.error().message);
-      return 3;
-    }
-  }
+  if (watcher_fd >= 0) announce_mount(watcher_fd, opts.mountpoint);
 
   int res;
   if (opts.single_thread) {
@@ -497,12 +555,13 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
       spdlog::error("cannot create the FUSE loop configuration");
       return 3;
     }
-    fuse_loop_cfg_set_max_threads(cfg, opts.threads);
+    fuse_loop_cfg_set_max_threads(cfg, opts.threads + kReservedThreads);
     fuse_loop_cfg_set_clone_fd(cfg, 0);
     res = fuse_session_loop_mt(g.se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }
   if (hooks.on_stopping) hooks.on_stopping();
+  c.pool.reset();  // answers what is queued while the session still exists
   for (OpenFile* f : c.open_files) delete f;  // the loop has ended: no more RELEASE
   c.open_files.clear();
   // A signal ends the loop with 0 here; an error in the loop is logged.

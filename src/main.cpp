@@ -53,8 +53,8 @@ const char kExitCodes[] =
     "Exit codes:\n"
     "  0  success\n"
     "  1  usage error\n"
-    "  2  a source is not a valid safetensors file\n"
-    "  3  the mount failed\n";
+    "  2  a source is missing or not a valid safetensors file\n"
+    "  3  the mount failed, or the source cannot be read (I/O error)\n";
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "stfs: %s\nTry 'stfs --help' for more information.\n", msg.c_str());

@@ -2,6 +2,7 @@
 #include "stfs/model.hpp"
 
 #include <fcntl.h>
+#include <sys/statfs.h>
 
 #include <cerrno>
 #include <cstring>
@@ -27,10 +28,46 @@ Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
   return {};
 }
 
-Result<void> Model::map() {
-  auto m = Mapping::map(fd_.get(), static_cast<std::uint64_t>(st_.st_size));
-  if (!m) return unexpected(m.error());
-  map_ = std::move(m).value();
+bool is_remote_filesystem(long f_type) {
+  switch (static_cast<unsigned long>(f_type) & 0xffffffffUL) {
+    case 0x65735546:  // FUSE (sshfs, s3 mounts, squashfuse, hf-mount, bindfs)
+    case 0x6969:      // NFS
+    case 0xff534d42:  // CIFS
+    case 0xfe534d42:  // SMB2
+    case 0x517b:      // SMB
+    case 0x01021997:  // 9p
+    case 0x00c36400:  // Ceph
+    case 0x0bd00bd0:  // Lustre
+    case 0x47504653:  // GPFS
+    case 0x5346414f:  // AFS
+    case 0x6b414653:  // kAFS
+    case 0x19830326:  // FhGFS / BeeGFS
+    case 0x013111a8:  // IBRIX
+    case 0x73757245:  // Coda
+    case 0x7461636f:  // OCFS2
+    case 0x01161970:  // GFS2
+      return true;
+    default: return false;
+  }
+}
+
+Result<void> Model::prepare(ReadPath how) {
+  const auto size = static_cast<std::uint64_t>(st_.st_size);
+  if (how == ReadPath::kAuto) {
+    struct statfs sf {};
+    how = ::fstatfs(fd_.get(), &sf) == 0 && is_remote_filesystem(static_cast<long>(sf.f_type))
+              ? ReadPath::kPread
+              : ReadPath::kMmap;
+  }
+  if (how == ReadPath::kMmap) {
+    // A local file the kernel will not map (a /sys or /proc file, whose
+    // size is not its content) or an exhausted address space: the caller
+    // leaves it out, naming it.
+    auto m = Mapping::map(fd_.get(), size);
+    if (!m) return unexpected(m.error());
+    map_ = std::move(m).value();
+  }
+  read_path_ = how;
   return {};
 }
 

@@ -67,6 +67,22 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       } else {
         return unexpected(bad(opt, "expected 1 to 65536, or off"));
       }
+    } else if (key == "read_path") {
+      if (value == "auto") {
+        o.read_path = ReadPath::kAuto;
+      } else if (value == "mmap") {
+        o.read_path = ReadPath::kMmap;
+      } else if (value == "pread") {
+        o.read_path = ReadPath::kPread;
+      } else {
+        return unexpected(bad(opt, "expected auto, mmap or pread"));
+      }
+    } else if (key == "poll") {
+      unsigned n = 0;
+      if (!has_value || !parse_number(value, n) || n > 86400) {
+        return unexpected(bad(opt, "expected seconds, 0 to 86400"));
+      }
+      o.poll = n;
     } else if (key == "uid" || key == "gid") {
       unsigned n = 0;
       if (!has_value || !parse_number(value, n)) return unexpected(bad(opt, "expected a number"));
@@ -130,7 +146,18 @@ std::string_view mount_options_help() {
          "  npy                  add __npy__/<tensor>.npy files that numpy.load opens\n"
          "  tree                 dotted tensor names as nested directories\n"
          "  f32                  add __f32__/<tensor>: every floating tensor as float32\n"
-         "  threads=N            most worker threads (default 8)\n"
+         "  threads=N            source reads served at once (default 8); the loop keeps\n"
+         "                       2 more threads that never wait on a source, and reads\n"
+         "                       past N wait in a queue, so a stalled source never\n"
+         "                       stops lookups, listings or the JSON files\n"
+         "  read_path=auto|mmap|pread\n"
+         "                       serve bytes from a shared mapping (local filesystems)\n"
+         "                       or with pread (network and FUSE sources); auto picks\n"
+         "                       by filesystem and falls back to pread where mmap is\n"
+         "                       refused (default auto)\n"
+         "  poll=SECONDS         compare a folder source for changes this often; 0: never\n"
+         "                       (default 5 on network and FUSE filesystems, else 0:\n"
+         "                       inotify only)\n"
          "  read_ahead_kb=N|off  readahead of the mount, set when root (default 1024)\n"
          "  max_header=N         refuse headers over N bytes (default 100000000)\n"
          "  max_tensors=N        refuse headers with over N tensors (default: no cap)\n"

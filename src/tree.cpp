@@ -331,8 +331,8 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
 
 Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views,
                              std::optional<mode_t> perm) {
-  if (!model.mapping().data() && model.st().st_size > 0) {
-    if (auto r = model.map(); !r) return unexpected(r.error());
+  if (model.read_path() == ReadPath::kAuto) {
+    if (auto r = model.prepare(); !r) return unexpected(r.error());
   }
   const mode_t bits = perm.value_or(model.st().st_mode & 0777);
   struct stat root = model.st();

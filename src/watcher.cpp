@@ -7,8 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "stfs/unique_fd.hpp"
 
@@ -41,6 +47,50 @@ void watch_tree(int fd, const std::string& path, const std::string& skip, int de
   ::closedir(d);
 }
 
+// A digest of every entry under `path`: names and identities, links
+// followed to what they name. Equal digests: nothing a rebuild would see
+// has changed.
+void digest_tree(const std::string& path, const std::string& skip, int depth, std::uint64_t& h) {
+  auto mix = [&h](const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+  };
+  if (depth > 32 || path == skip) return;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    std::string full = path + "/" + n;
+    if (full == skip) continue;
+    mix(n.data(), n.size() + 1);
+    struct stat st {};
+    if (::lstat(full.c_str(), &st) != 0) continue;
+    const bool link = S_ISLNK(st.st_mode);
+    if (link && ::stat(full.c_str(), &st) != 0) continue;
+    for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                   static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_mode),
+                   static_cast<std::uint64_t>(st.st_mtim.tv_sec),
+                   static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
+                   static_cast<std::uint64_t>(st.st_ctim.tv_sec),
+                   static_cast<std::uint64_t>(st.st_ctim.tv_nsec)}) {
+      mix(&v, sizeof v);
+    }
+    if (!link && S_ISDIR(st.st_mode)) digest_tree(full, skip, depth + 1, h);
+  }
+}
+
+std::uint64_t digest(const std::string& root, const std::string& skip) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  digest_tree(root, skip, 0, h);
+  return h;
+}
+
 // Waits up to `ms` for `fd` to be readable; drains it if so.
 bool wait_and_drain(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
@@ -61,8 +111,12 @@ UniqueFd arm(const std::string& root, const std::string& skip) {
 
 }  // namespace
 
-FolderWatcher::FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild)
-    : root_(std::move(root)), skip_(std::move(skip)), rebuild_(std::move(rebuild)) {}
+FolderWatcher::FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild,
+                             unsigned poll_seconds)
+    : root_(std::move(root)),
+      skip_(std::move(skip)),
+      rebuild_(std::move(rebuild)),
+      poll_seconds_(poll_seconds) {}
 
 FolderWatcher::~FolderWatcher() { stop(); }
 
@@ -76,21 +130,43 @@ void FolderWatcher::stop() {
 }
 
 void FolderWatcher::run() {
-  UniqueFd fd = arm(root_, skip_);
-  if (!fd.valid()) {
-    spdlog::error("cannot watch {} for changes: {}", root_, std::strerror(errno));
-    return;
-  }
-  while (!stopping_) {
-    if (!wait_and_drain(fd.get(), 100)) continue;
-    // Let a burst of changes (a download finishing) settle first.
-    while (!stopping_ && wait_and_drain(fd.get(), kSettleMs)) {
+  UniqueFd fd;
+  if (poll_seconds_ == 0) {
+    fd = arm(root_, skip_);
+    if (!fd.valid()) {
+      spdlog::error("cannot watch {} for changes: {}", root_, std::strerror(errno));
+      return;
     }
+  }
+  std::uint64_t last = poll_seconds_ ? digest(root_, skip_) : 0;
+  auto next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(poll_seconds_);
+  while (!stopping_) {
+    bool changed = false;
+    if (fd.valid()) {
+      if (wait_and_drain(fd.get(), 100)) {
+        // Let a burst of changes (a download finishing) settle first.
+        while (!stopping_ && wait_and_drain(fd.get(), kSettleMs)) {
+        }
+        changed = true;
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (std::chrono::steady_clock::now() >= next_poll) {
+        next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(poll_seconds_);
+        std::uint64_t now = digest(root_, skip_);
+        changed = now != last;
+        last = now;
+      }
+    }
+    if (poked_.exchange(false)) changed = true;
     if (stopping_) return;
+    if (!changed) continue;
     // New watches before the scan: a change during the rebuild then shows
     // up on them and causes one more rebuild, never a missed one.
-    UniqueFd next = arm(root_, skip_);
-    if (next.valid()) fd = std::move(next);
+    if (fd.valid()) {
+      UniqueFd next = arm(root_, skip_);
+      if (next.valid()) fd = std::move(next);
+    }
     rebuild_();
   }
 }

@@ -28,7 +28,9 @@ struct ReadPlan {
   std::size_t size = 0;
   std::uint32_t model = 0;
   bool from_source = false;  // true: `data` points into a source mapping
+  bool from_fd = false;      // true: read `size` bytes at `source_offset` (read_source)
   bool converted = false;    // a kF32 file: call read_converted instead
+  std::uint64_t source_offset = 0;
 
   std::size_t total() const { return head_size + size; }
 };
@@ -60,6 +62,10 @@ class Filesystem {
   // what is left of a truncated source. For a kF32 file the plan only says
   // `converted`.
   Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
+  // For a plan with from_fd: pread its bytes into `buf` (plan.size bytes).
+  // EIO if the source ends first (it shrank: never zeros), ESTALE and other
+  // errors as the source gave them.
+  Result<void> read_source(const ReadPlan& plan, char* buf) const;
   // For kF32 nodes: the float32 bytes [offset, offset + size), converted from
   // the source read with pread (never through the mapping: a truncated
   // source then gives EIO, not SIGBUS). Fills `out`.

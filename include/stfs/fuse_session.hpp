@@ -15,6 +15,9 @@ struct SessionHooks {
   std::function<void()> on_ready;
   // Runs once the loop has ended, before unmounting.
   std::function<void()> on_stopping;
+  // A source answered ESTALE or vanished: the folder should be read again.
+  // Called from request threads; must not block.
+  std::function<void()> on_source_gone;
 };
 
 // Mounts `live` at opts.mountpoint and serves it until it is unmounted or a

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,17 @@
 #include "stfs/unique_fd.hpp"
 
 namespace stfs {
+
+// How a source's bytes reach a READ (-o read_path=).
+enum class ReadPath : std::uint8_t {
+  kAuto,   // by the source's filesystem: pread on network and FUSE ones, else mmap
+  kMmap,   // a shared mapping the kernel copies from (local filesystems)
+  kPread,  // pread into the daemon, then the reply (refused or slow mappings)
+};
+
+// True for filesystems where a shared mapping is refused (FUSE direct_io) or
+// slower than pread: FUSE, NFS, CIFS/SMB, 9p, Ceph, Lustre, GPFS, AFS...
+bool is_remote_filesystem(long f_type);
 
 struct ModelError {
   enum class Kind { kIo, kInvalid } kind;
@@ -45,9 +57,14 @@ class Model {
   // Validated as safetensors (load), rather than served plain.
   bool is_safetensors() const { return parsed_; }
 
-  // Maps the whole file for serving (Mapping::map); a mount needs it, --check does not.
-  Result<void> map();
+  // Readies the file for serving: maps it (kMmap), or not (kPread); kAuto
+  // picks pread on network and FUSE filesystems (where a shared mapping is
+  // refused, as under FUSE direct_io, or slow), mmap elsewhere. A mount
+  // needs it, --check does not.
+  Result<void> prepare(ReadPath how = ReadPath::kAuto);
   const Mapping& mapping() const { return map_; }
+  // kMmap or kPread once prepared.
+  ReadPath read_path() const { return read_path_; }
 
   // Bytes from offset 0 still backed by the file: only ever shrinks, once a
   // read finds the file shorter. Shared by every generation of a folder
@@ -62,6 +79,7 @@ class Model {
   Header header_;
   bool parsed_ = false;
   Mapping map_;
+  ReadPath read_path_ = ReadPath::kAuto;
   std::unique_ptr<std::atomic<std::uint64_t>> intact_ =
       std::make_unique<std::atomic<std::uint64_t>>(0);
 };

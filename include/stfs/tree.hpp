@@ -102,7 +102,8 @@ class Tree {
   // reopened, so descriptors and mappings scale with distinct files.
   static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
                                     const Limits& limits = {}, const struct ViewOptions& views = {},
-                                    const std::string& skip = {}, const Tree* previous = nullptr);
+                                    const std::string& skip = {}, const Tree* previous = nullptr,
+                                    ReadPath read_path = ReadPath::kAuto);
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if no node has inode number `ino`.

@@ -1,5 +1,9 @@
-// FolderWatcher: notices changes under a directory source (inotify on every
-// folder of it) and calls `rebuild` once the changes have settled.
+// FolderWatcher: notices changes under a directory source and calls
+// `rebuild` once the changes have settled. Local folders: inotify on every
+// folder. Network and FUSE folders, where inotify never hears of changes
+// made by other clients: a poll every `poll_seconds` that compares each
+// entry's identity (inode, size, mtime, ctime). A poke() (a source read
+// failed with ESTALE) asks for a rebuild at once.
 #pragma once
 
 #include <atomic>
@@ -12,13 +16,16 @@ namespace stfs {
 class FolderWatcher {
  public:
   // `skip`: a path under root never watched nor entered (the mountpoint).
-  FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild);
+  FolderWatcher(std::string root, std::string skip, std::function<void()> rebuild,
+                unsigned poll_seconds = 0);
   ~FolderWatcher();
   FolderWatcher(const FolderWatcher&) = delete;
   FolderWatcher& operator=(const FolderWatcher&) = delete;
 
   void start();
   void stop();
+  // Asks for a rebuild soon; safe from any thread, never blocks.
+  void poke() { poked_ = true; }
 
   // Changes that arrive within this quiet period are folded into one rebuild.
   static constexpr int kSettleMs = 200;
@@ -29,7 +36,9 @@ class FolderWatcher {
   std::string root_;
   std::string skip_;
   std::function<void()> rebuild_;
+  unsigned poll_seconds_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> poked_{false};
   std::thread thread_;
 };
 
