@@ -21,6 +21,7 @@ PACKAGES=(
   valgrind                      # the leak test of a whole mount session
   acl                           # setfacl, for the access-rule tests
   python3-torch                 # a real client: the README's torch recipes are tested
+  bindfs squashfuse squashfs-tools  # FUSE sources standing in for NFS, sshfs, s3 mounts
 )
 
 missing=()
