@@ -299,6 +299,117 @@ class Bench:
         self.row("stfs", m["stfs"], "GiB/s", m["squashfuse_ll"], "squashfuse_ll")
         self.row("squashfuse_ll", m["squashfuse_ll"], "GiB/s", m["native"], "native")
 
+    # ---- round 2 rows (issues 11, 14, 16) ----
+    def footprint(self):
+        """Growth of Cached: per byte read once, from cold caches."""
+        total = sum(s for _, _, s in self.tensors)
+
+        def cached():
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("Cached:"):
+                        return int(line.split()[1]) * 1024
+            return 0
+
+        res = {"native": [], "drop": [], "keep": []}
+        mounts = {m: self.mount_stfs(self.model, "-o", "source_cache=" + m) for m in ("drop", "keep")}
+        for _ in range(self.runs):
+            for kind in ("native", "drop", "keep"):
+                drop_caches()
+                before = cached()
+                if kind == "native":
+                    self.read_all_native()
+                else:
+                    self.read_all_files(mounts[kind][0])
+                res[kind].append((cached() - before) / total)
+        for mp, p in mounts.values():
+            self.umount(mp, p)
+        m = {k: statistics.median(v) for k, v in res.items()}
+        print("6. page-cache footprint: growth of Cached per byte read once (x)")
+        self.row("native", m["native"], "x")
+        self.row("stfs, source_cache=drop (default)", m["drop"], "x", m["native"], "native",
+                 "<=1.15x", m["drop"] <= 1.15)
+        self.row("stfs, source_cache=keep", m["keep"], "x", m["native"], "native")
+
+    def first_read_pairs(self, pairs=15):
+        """First read, this build against a baseline build, alternating."""
+        total = sum(s for _, _, s in self.tensors) / GiB
+        mine, _ = self.mount_stfs(self.model)
+        base = None
+        if self.baseline:
+            mp = tempfile.mkdtemp(prefix="stfs-base-", dir=self.work)
+            p = subprocess.Popen([self.baseline, "-f", self.model, mp], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_mount(mp, p)
+            os.stat(mp)
+            self.mounts.append(mp)
+            self.procs.append(p)
+            base = mp
+        sq, _ = self.mount_squash()
+        ratios_sq, ratios_base, mine_bw = [], [], []
+        for i in range(pairs):
+            order = [("mine", mine), ("sq", sq)] + ([("base", base)] if base else [])
+            if i % 2:
+                order.reverse()
+            got = {}
+            for name, root in order:
+                drop_caches()
+                warm(self.model)
+                warm(self.image)
+                got[name] = total / timed(lambda: self.read_all_files(root))
+            mine_bw.append(got["mine"])
+            ratios_sq.append(got["mine"] / got["sq"])
+            if base:
+                ratios_base.append(got["mine"] / got["base"])
+        print("7. first read, %d alternating pairs (GiB/s, median)" % pairs)
+        self.row("stfs first read / squashfuse_ll", statistics.median(ratios_sq), "x",
+                 target=">=1.5x", ok=statistics.median(ratios_sq) >= 1.5)
+        self.row("stfs first read", statistics.median(mine_bw), "GiB/s")
+        if base:
+            self.row("this build / baseline build", statistics.median(ratios_base), "x")
+
+    def over_squashfuse(self, pairs=5):
+        """stfs stacked on squashfuse_ll against reading the squashfuse file directly."""
+        tree = os.path.join(self.work, "sqmodel")
+        os.mkdir(tree)
+        os.link(self.model, os.path.join(tree, "model.safetensors"))
+        image = os.path.join(self.work, "model-file.squashfs")
+        sh("mksquashfs", tree, image, "-noI", "-noD", "-noF", "-noX", "-no-progress", "-quiet")
+        shutil.rmtree(tree)
+        lower = tempfile.mkdtemp(prefix="sq-lower-", dir=self.work)
+        lp = subprocess.Popen(["squashfuse_ll", "-f", image, lower], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_mount(lower, lp)
+        self.mounts.append(lower)
+        self.procs.append(lp)
+        src = os.path.join(lower, "model.safetensors")
+        mp, p = self.mount_stfs(src)
+        total = sum(s for _, _, s in self.tensors) / GiB
+        direct, stacked, ratios = [], [], []
+
+        def read_direct():
+            for _, off, size in self.tensors:
+                dd(src, skip=off, count=size)
+
+        for i in range(pairs):
+            got = {}
+            for name in (("direct", "stfs") if i % 2 == 0 else ("stfs", "direct")):
+                drop_caches()
+                warm(image)
+                got[name] = total / timed(read_direct if name == "direct"
+                                          else (lambda: self.read_all_files(mp)))
+            direct.append(got["direct"])
+            stacked.append(got["stfs"])
+            ratios.append(got["stfs"] / got["direct"])
+        self.umount(mp, p)
+        self.umount(lower, lp)
+        os.unlink(image)
+        print("8. over squashfuse_ll: first read, %d interleaved pairs (GiB/s)" % pairs)
+        self.row("squashfuse file read directly", statistics.median(direct), "GiB/s")
+        self.row("stfs on the squashfuse file", statistics.median(stacked), "GiB/s")
+        self.row("stfs / direct", statistics.median(ratios), "x", target=">=0.8x",
+                 ok=statistics.median(ratios) >= 0.8)
+
     def memory_after_model(self):
         # Read everything once more through the daemon (cache dropped), then
         # look at the daemon's anonymous memory and page tables.
@@ -394,23 +505,45 @@ def main():
     ap.add_argument("--stfs", default="build/stfs")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default=None, help="scratch directory (default: /var/tmp)")
+    ap.add_argument("--baseline", default=None,
+                    help="another stfs binary to compare first reads with, side by side")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated rows to run: sequential,random,parallel,memory,"
+                         "header,footprint,pairs,squashfuse")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
     work = tempfile.mkdtemp(prefix="stfs-bench-", dir=args.work or "/var/tmp")
     b = Bench(args.stfs, args.runs, work)
+    b.baseline = os.path.abspath(args.baseline) if args.baseline else None
+    only = set(args.only.split(",")) if args.only else None
+
+    def want(row):
+        return only is None or row in only
     try:
         print("bench: %s, %d cores, %.0f GiB RAM, kernel %s, %s; medians of %d runs"
               % (platform.node(), os.cpu_count(),
                  os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB,
                  platform.release(), time.strftime("%Y-%m-%d"), args.runs), flush=True)
         b.make_model()
-        b.make_big_header()
-        b.sequential()
-        b.random_4k()
-        b.parallel()
-        b.memory_after_model()
-        b.big_header()
+        if want("header"):
+            b.make_big_header()
+        if want("sequential") or want("memory") or want("random") or want("parallel"):
+            b.sequential()
+        if want("random"):
+            b.random_4k()
+        if want("parallel"):
+            b.parallel()
+        if want("memory"):
+            b.memory_after_model()
+        if want("header"):
+            b.big_header()
+        if want("footprint"):
+            b.footprint()
+        if want("pairs"):
+            b.first_read_pairs()
+        if want("squashfuse"):
+            b.over_squashfuse()
         missed = [r for r in b.rows if r[5] is not None and not r[6]]
         print("targets: %d met, %d missed" % (sum(1 for r in b.rows if r[5] is not None and r[6]),
                                               len(missed)))

@@ -129,6 +129,11 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   return plan;
 }
 
+void Filesystem::release_source_range(std::uint32_t model, std::uint64_t offset,
+                                      std::uint64_t size) const {
+  tree_.model(model).release_served(offset, size);
+}
+
 Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {
   const Model& src = tree_.model(plan.model);
   auto r = pread_full(src.fd(), buf, plan.size, plan.source_offset);

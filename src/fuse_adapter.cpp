@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -246,7 +246,13 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
     thread_local std::string buf;
     auto r = fs.read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
     if (!r) return reply_error(req, r.error());
-    fuse_reply_buf(req, buf.data(), buf.size());
+    if (fuse_reply_buf(req, buf.data(), buf.size()) == 0 && c.opts->drop_source_cache) {
+      const Node* n = fs.tree().node(ino);
+      const TensorInfo& t = fs.tree().tensor(*n);
+      const std::uint64_t bytes = dtype_bits(t.dtype) / 8;
+      fs.release_source_range(n->model, n->offset + static_cast<std::uint64_t>(off) / 4 * bytes,
+                              buf.size() / 4 * bytes);
+    }
     return;
   }
   const char* data = plan->data;
@@ -270,6 +276,14 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   // pages. If the source was truncated under us, that copy fails: the
   // reader gets EIO from the kernel and we get EFAULT, and stop serving
   // what is gone.
+  if (plan->from_source && plan->size > 0 && c.opts->drop_source_cache) {
+    // Bring in exactly these bytes first. Otherwise a page fault on the
+    // mapping reads around it, half a readahead window behind as well, and
+    // pages already served and dropped would come back and stay.
+    fs.tree().model(plan->model).prefetch(
+        static_cast<std::uint64_t>(plan->data - fs.tree().model(plan->model).mapping().data()),
+        plan->size);
+  }
   int res;
   if (plan->head_size == 0) {
     res = fuse_reply_buf(req, data, plan->size);
@@ -278,6 +292,13 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
     iovec iov[2] = {{const_cast<char*>(plan->head), plan->head_size},
                     {const_cast<char*>(data), plan->size}};
     res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
+  }
+  if (res == 0 && plan->size > 0 && (plan->from_source || plan->from_fd) &&
+      c.opts->drop_source_cache) {
+    const std::uint64_t begin =
+        plan->from_fd ? plan->source_offset
+                      : static_cast<std::uint64_t>(plan->data - fs.tree().model(plan->model).mapping().data());
+    fs.release_source_range(plan->model, begin, plan->size);
   }
   if (res == -EFAULT && plan->from_source) {
     fs.source_fault(plan->model);

@@ -2,8 +2,11 @@
 #include "stfs/model.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -76,6 +79,71 @@ void Model::shrink_intact(std::uint64_t now) const {
   // Only ever shrink: a file that grows back may hold other bytes.
   while (now < cur && !intact_->compare_exchange_weak(cur, now)) {
   }
+}
+
+namespace {
+constexpr std::uint64_t kChunk = 2 << 20;
+// Past this many chunks (a 2 TiB file) no counters are kept: single pages
+// are dropped, page-aligned inward.
+constexpr std::uint64_t kMaxChunks = 1 << 20;
+}  // namespace
+
+void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
+  const auto file = static_cast<std::uint64_t>(st_.st_size);
+  if (size == 0 || offset >= file) return;
+  size = std::min(size, file - offset);
+  auto drop = [this](std::uint64_t begin, std::uint64_t end) {
+    if (end <= begin) return;
+    if (map_.data() && end <= map_.size()) {
+      ::madvise(const_cast<char*>(map_.data()) + begin, end - begin, MADV_DONTNEED);
+    }
+    ::posix_fadvise(fd_.get(), static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                    POSIX_FADV_DONTNEED);
+  };
+  const std::uint64_t chunks = (file + kChunk - 1) / kChunk;
+  if (chunks > kMaxChunks) {
+    static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    drop((offset + page - 1) / page * page, (offset + size) / page * page);
+    return;
+  }
+  Served& s = *served_;
+  std::call_once(s.once, [&] {
+    s.chunks = std::make_unique<std::atomic<std::uint32_t>[]>(chunks);
+    s.count = chunks;
+    // Bytes no read serves count as served: the header, and the last
+    // chunk's part past the end of the file.
+    const std::uint64_t head = parsed_ ? std::min(header_.data_start(), file) : 0;
+    for (std::uint64_t c = 0; c * kChunk < head; ++c) {
+      s.chunks[c] += static_cast<std::uint32_t>(std::min(head, (c + 1) * kChunk) - c * kChunk);
+    }
+    s.chunks[chunks - 1] += static_cast<std::uint32_t>(chunks * kChunk - file);
+  });
+  for (std::uint64_t c = offset / kChunk; c * kChunk < offset + size; ++c) {
+    const std::uint64_t lo = std::max(offset, c * kChunk);
+    const std::uint64_t hi = std::min(offset + size, (c + 1) * kChunk);
+    const auto add = static_cast<std::uint32_t>(hi - lo);
+    const std::uint32_t before = s.chunks[c].fetch_add(add, std::memory_order_relaxed);
+    // Once a chunk's count reaches a whole chunk it has been served (twice
+    // counted bytes, from two views of one tensor, may get there early:
+    // then a later read goes back to the disk, never a wrong byte). After
+    // that every read of it is a re-read and drops it again.
+    if (before + add >= kChunk) {
+      drop(c * kChunk, std::min((c + 1) * kChunk, file));
+    }
+  }
+}
+
+void Model::prefetch(std::uint64_t offset, std::uint64_t size) const {
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (!map_.data() || offset >= map_.size()) return;
+  // Once: faults on the mapping then read no more than the fault needs (no
+  // read-around, no readahead of their own); this call reads ahead instead.
+  std::call_once(served_->random_once, [this] {
+    ::madvise(const_cast<char*>(map_.data()), map_.size(), MADV_RANDOM);
+  });
+  const std::uint64_t begin = offset / page * page;
+  const std::uint64_t end = std::min<std::uint64_t>(offset + size, map_.size());
+  ::madvise(const_cast<char*>(map_.data()) + begin, end - begin, MADV_WILLNEED);
 }
 
 Model Model::plain(UniqueFd fd, std::string path, const struct stat& st) {

@@ -77,6 +77,14 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       } else {
         return unexpected(bad(opt, "expected auto, mmap or pread"));
       }
+    } else if (key == "source_cache") {
+      if (value == "drop") {
+        o.drop_source_cache = true;
+      } else if (value == "keep") {
+        o.drop_source_cache = false;
+      } else {
+        return unexpected(bad(opt, "expected drop or keep"));
+      }
     } else if (key == "poll") {
       unsigned n = 0;
       if (!has_value || !parse_number(value, n) || n > 86400) {
@@ -155,6 +163,12 @@ std::string_view mount_options_help() {
          "                       or with pread (network and FUSE sources); auto picks\n"
          "                       by filesystem and falls back to pread where mmap is\n"
          "                       refused (default auto)\n"
+         "  source_cache=drop|keep\n"
+         "                       drop: once a read is answered, drop the source's own\n"
+         "                       cached pages of those bytes, so each byte is cached\n"
+         "                       once (in the mount), not twice (default); keep: leave\n"
+         "                       them, for machines where other programs read the same\n"
+         "                       source files natively at the same time\n"
          "  poll=SECONDS         compare a folder source for changes this often; 0: never\n"
          "                       (default 5 on network and FUSE filesystems, else 0:\n"
          "                       inotify only)\n"

@@ -72,6 +72,11 @@ class Filesystem {
   Result<void> read_converted(Ino ino, std::uint64_t offset, std::size_t size,
                               std::string& out) const;
 
+  // After a READ of source bytes [offset, offset + size) of `model` was
+  // answered: the mount's page cache now holds them, so the source's own
+  // copy goes (Model::release_served).
+  void release_source_range(std::uint32_t model, std::uint64_t offset, std::uint64_t size) const;
+
   // The kernel could not copy from the mapping of `model` (EFAULT): re-read
   // the source's size and stop serving what is gone.
   void source_fault(std::uint32_t model) const;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "stfs/mapping.hpp"
@@ -72,6 +73,19 @@ class Model {
   std::uint64_t intact() const { return intact_->load(std::memory_order_relaxed); }
   void shrink_intact(std::uint64_t now) const;
 
+  // Source bytes [offset, offset + size) were just served (the mount's page
+  // cache holds them now): drop the source's own cached copy of every 2 MiB
+  // chunk that has now been served whole (and of a re-read chunk). Whole aligned chunks, because
+  // the page cache keeps large folios (up to 2 MiB) that a partial range
+  // cannot evict; the bytes no read ever serves (the header, the tail past
+  // the end) count as served from the start. Like a native
+  // posix_fadvise(DONTNEED) user: pages another process maps are kept.
+  void release_served(std::uint64_t offset, std::uint64_t size) const;
+  // madvise(MADV_WILLNEED) on the mapping of [offset, offset + size): reads
+  // just those pages in, so the kernel's copy finds them and does no
+  // read-around of its own.
+  void prefetch(std::uint64_t offset, std::uint64_t size) const;
+
  private:
   std::string path_;
   UniqueFd fd_;
@@ -82,6 +96,14 @@ class Model {
   ReadPath read_path_ = ReadPath::kAuto;
   std::unique_ptr<std::atomic<std::uint64_t>> intact_ =
       std::make_unique<std::atomic<std::uint64_t>>(0);
+  // Bytes served per 2 MiB chunk, made on the first release_served().
+  struct Served {
+    std::once_flag once;
+    std::once_flag random_once;
+    std::unique_ptr<std::atomic<std::uint32_t>[]> chunks;
+    std::size_t count = 0;
+  };
+  std::unique_ptr<Served> served_ = std::make_unique<Served>();
 };
 
 // pread exactly `len` bytes at `off`, retrying short reads and EINTR.

@@ -35,6 +35,9 @@ struct MountOptions {
   // (0: never). Unset: 5 s on network and FUSE filesystems, where inotify
   // is blind to other clients; inotify alone on local ones.
   std::optional<unsigned> poll;
+  // -o source_cache=drop|keep: once a READ is answered, drop the source's
+  // own cached copy of those bytes (the mount's page cache holds them now).
+  bool drop_source_cache = true;
   AttrOptions attr;    // -o uid=, gid=, umask=
   ViewOptions views;   // -o npy
   Limits limits;       // -o max_header=, max_tensors=
