@@ -83,6 +83,7 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
     plan.data = tree_.blob(n->index).data() + offset;
     return plan;
   }
+  if (n->kind == NodeKind::kPacked) return read_packed(*n, offset, plan);
   std::uint64_t data_offset = offset;
   if (n->kind == NodeKind::kNpy) {
     // The header from memory, then the tensor's bytes from the source.
@@ -132,6 +133,56 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
 void Filesystem::release_source_range(std::uint32_t model, std::uint64_t offset,
                                       std::uint64_t size) const {
   tree_.model(model).release_served(offset, size);
+}
+
+Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
+                                         ReadPlan plan) const {
+  plan.packed = true;
+  std::uint64_t pos = offset;
+  std::uint64_t left = plan.size;
+  const std::string& head = tree_.blob(n.blob);
+  if (pos < head.size()) {
+    ReadPiece p;
+    p.data = head.data() + pos;
+    p.size = static_cast<std::size_t>(std::min<std::uint64_t>(left, head.size() - pos));
+    plan.pieces.push_back(p);
+    pos += p.size;
+    left -= p.size;
+  }
+  const std::vector<PackedSegment>& segs = tree_.packed(n.index);
+  // The last segment starting at or before `pos`.
+  auto it = std::upper_bound(segs.begin(), segs.end(), pos,
+                             [](std::uint64_t v, const PackedSegment& g) { return v < g.file_offset; });
+  if (it != segs.begin()) --it;
+  for (; left > 0 && it != segs.end(); ++it) {
+    if (pos < it->file_offset || pos >= it->file_offset + it->size) continue;
+    const std::uint64_t within = pos - it->file_offset;
+    const std::uint64_t len = std::min(left, it->size - within);
+    const Model& m = tree_.model(it->model);
+    ReadPiece p;
+    p.size = static_cast<std::size_t>(len);
+    p.model = it->model;
+    p.source_offset = it->source_offset + within;
+    p.from_source = true;
+    const std::uint64_t end = p.source_offset + len;
+    struct stat st {};
+    if (end > m.intact() || (m.read_path() == ReadPath::kMmap &&
+                             (::fstat(m.fd(), &st) != 0 || end > static_cast<std::uint64_t>(st.st_size)))) {
+      source_fault(it->model);
+      return unexpected(err(EIO, "source " + m.path() + " shrank to " +
+                                     std::to_string(m.intact()) +
+                                     " bytes while mounted; reads past that fail with EIO"));
+    }
+    if (m.read_path() == ReadPath::kMmap) {
+      p.data = m.mapping().data() + p.source_offset;
+      p.mapped = true;
+    }
+    plan.pieces.push_back(p);
+    pos += len;
+    left -= len;
+  }
+  if (left > 0) return unexpected(err(EIO, "packed file has a gap"));  // never: segments tile it
+  return plan;
 }
 
 Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {

@@ -113,8 +113,9 @@ class FolderScan {
         if (name.ends_with(".safetensors.index.json")) indexes.emplace_back(name, *src);
       }
     }
+    TreeBuilder::Id packed_dir = 0;  // __packed__, made with the first packed file
     for (const auto& [index, src] : indexes) {
-      add_merged_view(b_, dir, path, index, src, names, models);
+      add_merged_view(b_, dir, path, index, src, names, models, packed_dir);
     }
   }
 

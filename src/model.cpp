@@ -70,6 +70,12 @@ Result<void> Model::prepare(ReadPath how) {
     if (!m) return unexpected(m.error());
     map_ = std::move(m).value();
   }
+  if (how == ReadPath::kPread) {
+    // Readers read tensors front to back; a larger readahead window on the
+    // lower filesystem keeps up with requests that arrive a little out of
+    // order from our threads.
+    ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
   read_path_ = how;
   return {};
 }

@@ -111,6 +111,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       o.views.tree = true;
     } else if (opt == "f32") {
       o.views.f32 = true;
+    } else if (opt == "packed") {
+      o.views.packed = true;
     } else if (opt == "rw") {
       // mount(8) hands helpers "rw" by default; the mount stays read-only.
       o.rw_requested = true;
@@ -153,6 +155,11 @@ std::string_view mount_options_help() {
          "  fsname=NAME          device name shown by mount (default: the source path)\n"
          "  npy                  add __npy__/<tensor>.npy files that numpy.load opens\n"
          "  tree                 dotted tensor names as nested directories\n"
+         "  packed               add __packed__/<X>.safetensors beside each\n"
+         "                       <X>.safetensors.index.json of a folder source: the\n"
+         "                       shards as one valid safetensors file, read in place\n"
+         "                       (for loaders that want one file); a single-file source\n"
+         "                       has no packed view\n"
          "  f32                  add __f32__/<tensor>: every floating tensor as float32\n"
          "  threads=N            source reads served at once (default 8); the loop keeps\n"
          "                       2 more threads that never wait on a source, and reads\n"

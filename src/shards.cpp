@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "stfs/json_writer.hpp"
 
 namespace stfs {
 namespace {
@@ -20,10 +23,112 @@ constexpr std::size_t kMaxNamedWarnings = 5;
 
 }  // namespace
 
+namespace {
+
+// The packed view's file for one index (-o packed): a safetensors header
+// synthesised from the served tensors, shard by shard in shard-name order
+// and by (begin, end, name) within a shard, with contiguous data_offsets, padded with
+// spaces to a multiple of 8 as the reference writer does; then the shards'
+// byte ranges, read in place.
+void add_packed_file(TreeBuilder& b, TreeBuilder::Id dir, TreeBuilder::Id& packed_dir,
+                     const std::string& name, std::uint32_t index_src,
+                     std::vector<std::pair<std::uint32_t, std::uint32_t>> served,
+                     const std::unordered_map<std::uint32_t, std::string_view>& shard_name,
+                     const simdjson::dom::element* index_meta) {
+  auto tensor = [&b](const std::pair<std::uint32_t, std::uint32_t>& s) -> const TensorInfo& {
+    return b.source(s.first).header().tensors[s.second];
+  };
+  std::sort(served.begin(), served.end(), [&](const auto& x, const auto& y) {
+    const std::string_view nx = shard_name.at(x.first), ny = shard_name.at(y.first);
+    const TensorInfo& tx = tensor(x);
+    const TensorInfo& ty = tensor(y);
+    if (nx != ny) return nx < ny;
+    if (tx.begin != ty.begin) return tx.begin < ty.begin;
+    if (tx.end != ty.end) return tx.end < ty.end;  // an empty tensor before its neighbour
+    return tx.name < ty.name;
+  });
+  // __metadata__: what every served shard's own metadata agrees on, then
+  // the index's scalar "metadata" as strings (numbers and booleans in their
+  // JSON spelling; objects, arrays and null dropped), the index winning.
+  std::map<std::string, std::string> meta;
+  std::vector<std::uint32_t> shards;
+  for (const auto& s : served) {
+    if (shards.empty() || shards.back() != s.first) shards.push_back(s.first);
+  }
+  if (!shards.empty()) {
+    for (const auto& [k, v] : b.source(shards[0]).header().metadata) {
+      bool all = true;
+      for (std::size_t i = 1; i < shards.size() && all; ++i) {
+        const auto& m = b.source(shards[i]).header().metadata;
+        auto it = std::lower_bound(m.begin(), m.end(), k,
+                                   [](const auto& kv, const std::string& key) { return kv.first < key; });
+        all = it != m.end() && it->first == k && it->second == v;
+      }
+      if (all) meta[k] = v;
+    }
+  }
+  if (index_meta) {
+    simdjson::dom::object obj;
+    if (!index_meta->get_object().get(obj)) {
+      for (auto [k, v] : obj) {
+        std::string_view str;
+        if (!v.get_string().get(str)) {
+          meta[std::string(k)] = std::string(str);
+        } else if (v.is_number() || v.is_bool()) {
+          meta[std::string(k)] = simdjson::minify(v);
+        }
+      }
+    }
+  }
+  std::string json = "{";
+  if (!meta.empty()) {
+    json += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : meta) {
+      if (!first) json += ',';
+      first = false;
+      append_json_string(json, k);
+      json += ':';
+      append_json_string(json, v);
+    }
+    json += '}';
+  }
+  std::uint64_t off = 0;
+  std::vector<PackedSegment> segments;
+  segments.reserve(served.size());
+  mode_t perm = b.source_perm(index_src);
+  for (const auto& s : served) {
+    const TensorInfo& t = tensor(s);
+    if (json.size() > 1) json += ',';
+    append_json_string(json, t.name);
+    json += ":{\"dtype\":\"";
+    json += dtype_name(t.dtype);
+    json += "\",\"shape\":" + json_uint_array(t.shape) + ",\"data_offsets\":[" +
+            std::to_string(off) + "," + std::to_string(off + t.size()) + "]}";
+    if (t.size() > 0) {
+      segments.push_back({off, b.source(s.first).header().data_start() + t.begin, t.size(), s.first});
+    }
+    off += t.size();
+    perm &= b.source_perm(s.first);  // the least of the index's and the shards'
+  }
+  json += '}';
+  json.append((8 - json.size() % 8) % 8, ' ');
+  std::string head(8, '\0');
+  for (int i = 0; i < 8; ++i) head[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  head += json;
+  for (PackedSegment& g : segments) g.file_offset += head.size();
+  const std::uint32_t stat = b.add_stat(b.source(index_src).st(), perm);
+  if (packed_dir == 0) packed_dir = b.add_dir(dir, std::string(kPackedDir), stat);
+  b.add_packed(packed_dir, name, std::move(head), std::move(segments), stat);
+}
+
+}  // namespace
+
 void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& path,
                      const std::string& index, std::uint32_t index_src,
                      const std::vector<std::string>& siblings,
-                     const std::map<std::string, std::uint32_t>& models) {
+                     const std::map<std::string, std::uint32_t>& models,
+                     TreeBuilder::Id& packed_dir) {
   const std::string full = path + "/" + index;
   auto fail = [&](std::string_view why) { spdlog::warn("{}: no merged view: {}", full, why); };
   const Model& index_model = b.source(index_src);
@@ -42,7 +147,8 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
   if (root["weight_map"].get_object().get(map)) return fail("no \"weight_map\" object");
   std::string metadata = "{}";
   simdjson::dom::element meta;
-  if (!root["metadata"].get(meta)) {
+  const bool has_meta = !root["metadata"].get(meta);
+  if (has_meta) {
     if (!meta.is_object()) return fail("\"metadata\" is not an object");
     metadata = simdjson::minify(meta);
   }
@@ -79,7 +185,8 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
     }
   }
 
-  std::string name = index.substr(0, index.size() - std::string_view(".index.json").size());
+  const std::string base = index.substr(0, index.size() - std::string_view(".index.json").size());
+  std::string name = base;
   if (std::binary_search(siblings.begin(), siblings.end(), name)) name += ".merged";
   // The directory and its metadata take the index file's presented modes;
   // each tensor takes its shard's, so nobody reads a shard they could not.
@@ -90,6 +197,7 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
 
   const std::vector<std::string_view> reserved = {kHeaderFile, kMetadataFile};
   std::size_t served = 0, missing = 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> served_list;  // (source, tensor)
   auto left_out = [&](std::string_view tensor, const std::string& why) {
     if (++missing <= kMaxNamedWarnings) {
       spdlog::warn("{}: tensor `{}` left out: {}", full, shorten_for_message(tensor), why);
@@ -115,6 +223,7 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
       auto st = shard_stat.find(src);
       if (st == shard_stat.end()) st = shard_stat.emplace(src, b.add_model_stat(src)).first;
       b.add_tensor(sub, file, src, h->second.second, st->second);
+      served_list.emplace_back(src, h->second.second);
       ++served;
     }
   }
@@ -122,6 +231,10 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
     spdlog::warn("{}: {} more tensors left out", full, missing - kMaxNamedWarnings);
   }
   spdlog::info("{}: merged view {} with {} tensors ({} left out)", full, name, served, missing);
+  if (b.views().packed) {
+    add_packed_file(b, dir, packed_dir, base, index_src, std::move(served_list), shard_name,
+                    has_meta ? &meta : nullptr);
+  }
 }
 
 }  // namespace stfs

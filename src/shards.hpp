@@ -18,10 +18,13 @@ namespace stfs {
 // {} without one) and every tensor of "weight_map" that its shard holds.
 // A tensor whose shard is missing or invalid, that its shard lacks, or that
 // two shards of the index both hold is left out with a warning: never
-// served from the wrong place.
+// served from the wrong place. With -o packed it also adds
+// __packed__/X.safetensors (created in `packed_dir` on first use): the same
+// tensors as one valid safetensors file, read in place from the shards.
 void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& path,
                      const std::string& index, std::uint32_t index_src,
                      const std::vector<std::string>& siblings,
-                     const std::map<std::string, std::uint32_t>& models);
+                     const std::map<std::string, std::uint32_t>& models,
+                     TreeBuilder::Id& packed_dir);
 
 }  // namespace stfs

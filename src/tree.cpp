@@ -89,6 +89,22 @@ void TreeBuilder::add_file(Id parent, std::string name, std::uint32_t source, st
   drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
 }
 
+void TreeBuilder::add_packed(Id parent, std::string name, std::string head,
+                             std::vector<PackedSegment> segments, std::uint32_t stat) {
+  Draft d;
+  d.name = keep(std::move(name));
+  d.node.kind = NodeKind::kPacked;
+  d.node.index = static_cast<std::uint32_t>(tree_.packed_.size());
+  d.node.blob = static_cast<std::uint32_t>(tree_.blobs_.size());
+  d.node.size = head.size();
+  for (const PackedSegment& g : segments) d.node.size += g.size;
+  d.node.stat = stat;
+  tree_.blobs_.push_back(std::move(head));
+  tree_.packed_.push_back(std::move(segments));
+  drafts_.push_back(std::move(d));
+  drafts_[parent].kids.push_back(static_cast<Id>(drafts_.size() - 1));
+}
+
 void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_t source,
                              std::uint32_t tensor, std::uint32_t stat, bool count) {
   const Header& h = tree_.models_[source]->header();
@@ -244,6 +260,22 @@ Result<void> TreeBuilder::hash_inodes() {
       paths[pos] = paths[n.parent - 1] + "/" + std::string(n.name);
       std::uint64_t h = fnv1a64(paths[pos]);
       h = mix(h, &n.kind, sizeof n.kind);
+      if (n.kind == NodeKind::kPacked) {
+        // Its bytes come from the header it synthesises and every shard: a
+        // change in any of them must give a new number, or the kernel would
+        // serve its cached pages of the old bytes.
+        const std::string& head = t.blobs_[n.blob];
+        h = mix(h, head.data(), head.size());
+        for (const PackedSegment& g : t.packed_[n.index]) {
+          const struct stat& st = t.models_[g.model]->st();
+          for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                         static_cast<std::uint64_t>(st.st_mtim.tv_sec),
+                         static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
+                         static_cast<std::uint64_t>(st.st_size)}) {
+            h = mix(h, &v, sizeof v);
+          }
+        }
+      }
       if (n.kind != NodeKind::kDir) {
         const struct stat& st = t.stats_[n.stat];
         for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),

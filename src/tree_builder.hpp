@@ -41,6 +41,14 @@ class TreeBuilder {
   // __metadata__.json and one file per tensor of source `source`.
   void add_model_contents(Id dir, std::uint32_t source);
 
+  // A packed file: `head` (8-byte length and JSON), then `segments`, which
+  // cover the rest of the file in order.
+  void add_packed(Id parent, std::string name, std::string head,
+                  std::vector<PackedSegment> segments, std::uint32_t stat);
+  const ViewOptions& views() const { return views_; }
+  // The permission bits source `i` is presented with.
+  mode_t source_perm(std::uint32_t i) const { return tree_.perms_[i]; }
+
   // Lays the tree out. Two entries of a directory with one name (FNV-1a
   // collisions of long tensor names, a merged view named like a file) fail
   // with EEXIST for a file source; for a folder (`hashed`) the later one is

@@ -19,6 +19,18 @@
 
 namespace stfs {
 
+// One part of a packed file's READ: bytes in memory (the header), or
+// `size` source bytes of `model` at `source_offset`, mapped at `data` or
+// to be read with pread.
+struct ReadPiece {
+  const char* data = nullptr;
+  std::size_t size = 0;
+  std::uint32_t model = 0;
+  std::uint64_t source_offset = 0;
+  bool from_source = false;  // bytes of a source, not of memory
+  bool mapped = false;       // `data` points into the source's mapping
+};
+
 // Where the bytes of a READ come from: an address in the source mapping
 // (never dereferenced by the daemon) or in a blob.
 struct ReadPlan {
@@ -30,6 +42,8 @@ struct ReadPlan {
   bool from_source = false;  // true: `data` points into a source mapping
   bool from_fd = false;      // true: read `size` bytes at `source_offset` (read_source)
   bool converted = false;    // a kF32 file: call read_converted instead
+  bool packed = false;       // a kPacked file: the bytes are `pieces`, in order
+  std::vector<ReadPiece> pieces;
   std::uint64_t source_offset = 0;
 
   std::size_t total() const { return head_size + size; }
@@ -91,6 +105,7 @@ class Filesystem {
 
  private:
   explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}
+  Result<ReadPlan> read_packed(const Node& n, std::uint64_t offset, ReadPlan plan) const;
 
   Tree tree_;
 };

@@ -39,6 +39,16 @@ enum class NodeKind : std::uint8_t {
   kFile,    // a whole plain file of a directory source, as it is
   kNpy,     // blob `blob` (an NPY header), then the bytes of tensor `index`
   kF32,     // tensor `index` converted to float32 on the fly
+  kPacked,  // packed file `index`: blob `blob` (a header), then byte ranges of shards
+};
+
+// One byte range of a packed file (-o packed): `size` bytes of source
+// `model` from `source_offset`, at `file_offset` in the packed file.
+struct PackedSegment {
+  std::uint64_t file_offset = 0;
+  std::uint64_t source_offset = 0;
+  std::uint64_t size = 0;
+  std::uint32_t model = 0;
 };
 
 struct Node {
@@ -63,8 +73,12 @@ struct Node {
 struct ViewOptions {
   bool npy = false;   // -o npy: __npy__/<name>.npy
   bool tree = false;  // -o tree: dotted names as nested directories
-  bool f32 = false;   // -o f32: __f32__/<name>, BF16/F16/F8 as float32
+  bool f32 = false;   // -o f32: __f32__/<name>, every floating tensor as float32
+  bool packed = false;  // -o packed: __packed__/<X>.safetensors per sharded checkpoint
 };
+
+// The reserved directory of the packed view.
+inline constexpr std::string_view kPackedDir = "__packed__";
 
 // In the tree view, a tensor whose name is also a prefix of others (`w`
 // beside `w.absmax`) lives inside that directory under this name.
@@ -130,6 +144,8 @@ class Tree {
   // Tensors served, over all models (for the STATUS line).
   std::size_t tensor_count() const { return tensor_count_; }
   const std::string& blob(std::uint32_t i) const { return blobs_[i]; }
+  // The segments of packed file `i` (a kPacked node's index), by file offset.
+  const std::vector<PackedSegment>& packed(std::uint32_t i) const { return packed_[i]; }
   // The tensor behind a kTensor, kNpy or kF32 node.
   const TensorInfo& tensor(const Node& n) const {
     return models_[n.model]->header().tensors[n.index];
@@ -150,6 +166,7 @@ class Tree {
   std::vector<std::shared_ptr<const Model>> models_;
   std::vector<mode_t> perms_;  // per source: the access rule's permission bits
   std::vector<std::string> blobs_;
+  std::vector<std::vector<PackedSegment>> packed_;
   std::vector<struct stat> stats_;
   std::size_t tensor_count_ = 0;
   bool hashed_ = false;
