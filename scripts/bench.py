@@ -383,6 +383,107 @@ class Bench:
         if self.baseline:
             self.row("this build / baseline build", statistics.median(ratios_base), "x")
 
+    def packed_read(self, pairs=5):
+        """The 1 GiB model as 4 shards: the packed file read whole against
+        the same tensors' files in the merged directory, alternating."""
+        folder = os.path.join(self.work, "sharded")
+        os.mkdir(folder)
+        per = len(self.tensors) // 4
+        index = {"metadata": {"total_size": sum(x[2] for x in self.tensors)}, "weight_map": {}}
+        with open(self.model, "rb") as src:
+            for k in range(4):
+                part = self.tensors[k * per:(k + 1) * per]
+                shard = "model-%05d-of-00004.safetensors" % (k + 1)
+                header, off = {}, 0
+                for name, _, size in part:
+                    header[name] = {"dtype": "BF16", "shape": [size // 2],
+                                    "data_offsets": [off, off + size]}
+                    off += size
+                    index["weight_map"][name] = shard
+                text = json.dumps(header).encode()
+                text += b" " * (-len(text) % 8)
+                with open(os.path.join(folder, shard), "wb") as out:
+                    out.write(struct.pack("<Q", len(text)) + text)
+                    for _, aoff, size in part:
+                        src.seek(aoff)
+                        out.write(src.read(size))
+        with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+            json.dump(index, f)
+        mp, p = self.mount_stfs(folder, "-o", "packed")
+        packed = os.path.join(mp, "__packed__", "model.safetensors")
+        merged = os.path.join(mp, "model.safetensors")
+        total = os.path.getsize(packed) / GiB
+
+        def warm_shards():
+            for f in os.listdir(folder):
+                warm(os.path.join(folder, f))
+
+        a, b, ratios = [], [], []
+        for i in range(pairs):
+            got = {}
+            for name in (("packed", "merged") if i % 2 == 0 else ("merged", "packed")):
+                drop_caches()
+                warm_shards()
+                if name == "packed":
+                    got[name] = total / timed(lambda: dd(packed))
+                else:
+                    got[name] = total / timed(lambda: self.read_all_files(merged))
+            a.append(got["packed"])
+            b.append(got["merged"])
+            ratios.append(got["packed"] / got["merged"])
+        rss = kib(proc_status(p.pid)["RssAnon"]) / 1024
+        self.umount(mp, p)
+        shutil.rmtree(folder)
+        print("9. -o packed: the 1 GiB model as 4 shards, %d alternating pairs (GiB/s)" % pairs)
+        self.row("packed file, read whole", statistics.median(a), "GiB/s")
+        self.row("merged directory, every tensor file", statistics.median(b), "GiB/s")
+        self.row("packed / merged", statistics.median(ratios), "x", target=">=0.9x",
+                 ok=statistics.median(ratios) >= 0.9)
+        self.row("daemon RssAnon after", rss, "MiB")
+
+    def packed_scale(self, shards=100, per=1000):
+        """A 100-shard, 100,000-tensor checkpoint: mount time and daemon
+        memory with and without -o packed, and --check of the packed file."""
+        folder = os.path.join(self.work, "many-shards")
+        os.mkdir(folder)
+        wm = {}
+        for k in range(shards):
+            shard = "model-%05d-of-%05d.safetensors" % (k + 1, shards)
+            header = {}
+            for j in range(per):
+                name = "model.layers.%d.experts.%d.w%d.weight" % (k, j // 10, j % 10)
+                header[name] = {"dtype": "F16", "shape": [4], "data_offsets": [8 * j, 8 * j + 8]}
+                wm[name] = shard
+            text = json.dumps(header).encode()
+            text += b" " * (-len(text) % 8)
+            with open(os.path.join(folder, shard), "wb") as f:
+                f.write(struct.pack("<Q", len(text)) + text + bytes(8 * per))
+        with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": 8 * per * shards}, "weight_map": wm}, f)
+        res = {}
+        for label, opts in (("plain", ()), ("packed", ("-o", "packed"))):
+            times, rss = [], []
+            for _ in range(self.runs):
+                t = time.perf_counter()
+                mp, p = self.mount_stfs(folder, *opts)
+                times.append(time.perf_counter() - t)
+                rss.append(kib(proc_status(p.pid)["RssAnon"]) / 1024)
+                if label == "packed":
+                    packed = os.path.join(mp, "__packed__", "model.safetensors")
+                    r = subprocess.run([self.stfs, "--check", packed], capture_output=True,
+                                       text=True)
+                    if r.returncode != 0 or "100000 tensors" not in r.stdout:
+                        raise RuntimeError("packed file does not check: " + r.stdout)
+                self.umount(mp, p)
+            res[label] = (statistics.median(times), statistics.median(rss))
+        shutil.rmtree(folder)
+        print("10. -o packed at scale: %d shards, %d tensors" % (shards, shards * per))
+        self.row("mount, merged view only", res["plain"][0] * 1000, "ms")
+        self.row("mount, with -o packed", res["packed"][0] * 1000, "ms", res["plain"][0] * 1000,
+                 "no packed")
+        self.row("daemon RssAnon, merged view only", res["plain"][1], "MiB")
+        self.row("daemon RssAnon, with -o packed", res["packed"][1], "MiB")
+
     def over_squashfuse(self, pairs=5):
         """stfs stacked on squashfuse_ll against reading the squashfuse file directly."""
         tree = os.path.join(self.work, "sqmodel")
@@ -524,7 +625,7 @@ def main():
                     help="another stfs binary to compare first reads with, side by side")
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
-                         "header,footprint,pairs,squashfuse")
+                         "header,footprint,pairs,squashfuse,packed,packedscale")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
@@ -559,6 +660,10 @@ def main():
             b.first_read_pairs()
         if want("squashfuse"):
             b.over_squashfuse()
+        if want("packed"):
+            b.packed_read()
+        if want("packedscale"):
+            b.packed_scale()
         missed = [r for r in b.rows if r[5] is not None and not r[6]]
         print("targets: %d met, %d missed" % (sum(1 for r in b.rows if r[5] is not None and r[6]),
                                               len(missed)))

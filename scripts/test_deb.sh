@@ -10,12 +10,19 @@ bad() { echo "FAILED: $1"; fail=$((fail + 1)); }
 
 # Packages from a build configured for /usr and from one left at the default
 # prefix (/usr/local): cpack must give the same package from either.
-cmake -S . -B build-deb-default -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
-cmake --build build-deb-default -j "$(nproc)" >/dev/null || exit 1
-if (cd build-deb-default && cpack -G DEB >/dev/null); then
-  ok "cpack -G DEB from a default-prefix build"
-  ddeb=$(ls build-deb-default/stfs_*.deb | head -1)
+# The README's build (scripts/setup.sh) is such a build: reuse it when there.
+default_build=build-deb-default
+if [ -f build/CMakeCache.txt ] && grep -q '^CMAKE_INSTALL_PREFIX:PATH=/usr/local$' build/CMakeCache.txt; then
+  default_build=build
+else
+  cmake -S . -B "$default_build" -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+fi
+cmake --build "$default_build" -j "$(nproc)" >/dev/null || exit 1
+rm -f "$default_build"/stfs_*.deb
+if (cd "$default_build" && cpack -G DEB >/dev/null); then
+  ok "cpack -G DEB from a default-prefix build ($default_build)"
+  ddeb=$(ls "$default_build"/stfs_*.deb | head -1)
   listing=$(dpkg-deb -c "$ddeb")
   grep -q "./usr/sbin/mount.stfs -> ../bin/stfs" <<<"$listing" && ok "default build: relative helper link" \
     || bad "default build: helper link: $(grep mount.stfs <<<"$listing")"
