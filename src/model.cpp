@@ -130,11 +130,12 @@ void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
     const std::uint64_t hi = std::min(offset + size, (c + 1) * kChunk);
     const auto add = static_cast<std::uint32_t>(hi - lo);
     const std::uint32_t before = s.chunks[c].fetch_add(add, std::memory_order_relaxed);
-    // Once a chunk's count reaches a whole chunk it has been served (twice
-    // counted bytes, from two views of one tensor, may get there early:
-    // then a later read goes back to the disk, never a wrong byte). After
-    // that every read of it is a re-read and drops it again.
-    if (before + add >= kChunk) {
+    // Each time a chunk's count passes a multiple of its size, it has been
+    // served whole once more (a first read, or a re-read after the mount's
+    // copy was evicted): drop it then, never while half of it is still to
+    // be read. Two views of one tensor read in step can shift a chunk's
+    // count; then it goes at the next crossing instead.
+    if (before / kChunk != (before + add) / kChunk) {
       drop(c * kChunk, std::min((c + 1) * kChunk, file));
     }
   }

@@ -75,7 +75,7 @@ class Model {
 
   // Source bytes [offset, offset + size) were just served (the mount's page
   // cache holds them now): drop the source's own cached copy of every 2 MiB
-  // chunk that has now been served whole (and of a re-read chunk). Whole aligned chunks, because
+  // chunk each time it has now been served whole. Whole aligned chunks, because
   // the page cache keeps large folios (up to 2 MiB) that a partial range
   // cannot evict; the bytes no read ever serves (the header, the tail past
   // the end) count as served from the start. Like a native

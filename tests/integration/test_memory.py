@@ -56,13 +56,17 @@ class SourceCache(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_source_pages_are_dropped_once_served(self):
-        for source, opts in ((self.src, ()), (self.src, ("-o", "read_path=pread")),
-                             (self.src, ("-o", "npy,f32")), (self.tmp, ())):
+        # What may stay: one 2 MiB chunk (the last, partly past the data);
+        # with three views reading each tensor, chunks shared by two
+        # tensors may be counted out of step and wait for the next
+        # crossing: at most 2 more (docs/DECISIONS.md).
+        for source, opts, slack in ((self.src, (), 2 * MiB), (self.src, ("-o", "read_path=pread"), 2 * MiB),
+                                    (self.src, ("-o", "npy,f32"), 6 * MiB), (self.tmp, (), 2 * MiB)):
             drop_caches()
             with Mount(source, *opts) as mnt:
                 self.assertGreater(read_all(mnt.path), 32 * MiB)
                 left = resident(self.src)
-                self.assertLess(left, 2 * MiB + 64 * 1024, (opts, left))
+                self.assertLess(left, slack + 64 * 1024, (opts, left))
                 if source == self.tmp:
                     self.assertLess(resident(os.path.join(self.tmp, "plain.bin")), 2 * MiB)
 
