@@ -34,6 +34,9 @@ namespace {
 constexpr double kForever = 365.0 * 24 * 3600;
 // Loop threads beyond `threads=` that no source read may take.
 constexpr unsigned kReservedThreads = 2;
+// Pieces one vectored reply may carry (IOV_MAX is 1024; one more for the
+// FUSE header libfuse adds).
+constexpr std::size_t kMaxReplyPieces = 1000;
 
 // An open file keeps the generation it was opened in: after a directory
 // source changes, a reader of a replaced file still reads its old bytes.
@@ -234,9 +237,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
   Context& c = ctx(req);
   thread_local std::vector<char> buf;
+  // A reply takes at most IOV_MAX pieces. Segments are coalesced per run
+  // of a shard, so only a packed file of many tiny shards gets here: then
+  // every piece is read into one buffer (with pread, never by touching the
+  // mapping) and sent as one.
+  const bool gather = plan.pieces.size() > kMaxReplyPieces;
   std::size_t need = 0;
   for (const ReadPiece& p : plan.pieces) {
-    if (p.from_source && !p.mapped) need += p.size;
+    if (gather || (p.from_source && !p.mapped)) need += p.size;
   }
   buf.resize(need);
   std::vector<iovec> iov;
@@ -245,7 +253,11 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
   for (const ReadPiece& p : plan.pieces) {
     const Model& m = fs.tree().model(p.model);
     const char* data = p.data;
-    if (p.from_source && !p.mapped) {
+    if (gather && !p.from_source) {
+      std::memcpy(buf.data() + used, p.data, p.size);  // header bytes, in memory
+      data = buf.data() + used;
+      used += p.size;
+    } else if (p.from_source && (gather || !p.mapped)) {
       ReadPlan one;
       one.model = p.model;
       one.size = p.size;
@@ -261,9 +273,11 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
     } else if (p.mapped && c.opts->drop_source_cache) {
       m.prefetch(p.source_offset, p.size);
     }
-    iov.push_back({const_cast<char*>(data), p.size});
+    (void)m;
+    if (!gather) iov.push_back({const_cast<char*>(data), p.size});
   }
-  int res = fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  int res = gather ? fuse_reply_buf(req, buf.data(), used)
+                   : fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
   if (res == 0 && c.opts->drop_source_cache) {
     for (const ReadPiece& p : plan.pieces) {
       if (p.from_source) fs.release_source_range(p.model, p.source_offset, p.size);

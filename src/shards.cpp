@@ -106,7 +106,17 @@ void add_packed_file(TreeBuilder& b, TreeBuilder::Id dir, TreeBuilder::Id& packe
     json += "\",\"shape\":" + json_uint_array(t.shape) + ",\"data_offsets\":[" +
             std::to_string(off) + "," + std::to_string(off + t.size()) + "]}";
     if (t.size() > 0) {
-      segments.push_back({off, b.source(s.first).header().data_start() + t.begin, t.size(), s.first});
+      const std::uint64_t src_off = b.source(s.first).header().data_start() + t.begin;
+      // A shard's tensors lie back to back in it, as they do here: one
+      // segment per run, so a read spans few pieces (replies take at most
+      // IOV_MAX of them).
+      PackedSegment* last = segments.empty() ? nullptr : &segments.back();
+      if (last && last->model == s.first && last->file_offset + last->size == off &&
+          last->source_offset + last->size == src_off) {
+        last->size += t.size();
+      } else {
+        segments.push_back({off, src_off, t.size(), s.first});
+      }
     }
     off += t.size();
     perm &= b.source_perm(s.first);  // the least of the index's and the shards'

@@ -207,6 +207,30 @@ class PackedView(unittest.TestCase):
                     self.assertEqual(e.errno, 5)
                 self.assertEqual(size, os.fstat(f.fileno()).st_size)
 
+    def test_reads_spanning_more_pieces_than_a_reply_holds(self):
+        # 1,100 one-tensor shards: one read covers them all (more than
+        # IOV_MAX pieces); 20 shards of 2,000 tensors each coalesce.
+        for shards, per in ((1100, 1), (20, 2000)):
+            d = os.path.join(self.tmp, "s%d" % shards)
+            os.mkdir(d)
+            wm = {}
+            for k in range(shards):
+                name = "m-%05d-of-%05d.safetensors" % (k + 1, shards)
+                ts = [("t%d.%d" % (k, j), "U8", [3], bytes([k % 256, j % 256, 7]))
+                      for j in range(per)]
+                lib.write_safetensors(os.path.join(d, name), ts)
+                for t in ts:
+                    wm[t[0]] = name
+            with open(os.path.join(d, "m.safetensors.index.json"), "w") as f:
+                json.dump({"weight_map": wm}, f)
+            want = pack(d, "m.safetensors.index.json")
+            with Mount(d, "-o", "packed") as mnt:
+                p = os.path.join(mnt.path, "__packed__", "m.safetensors")
+                got = lib.run_stfs("--check", p, timeout=60)
+                self.assertEqual(got.returncode, 0, got.stdout)
+                self.assertIn("%d tensors" % (shards * per), got.stdout)
+                self.assertEqual(read(p), want)
+
     def test_single_file_source_has_no_packed_view(self):
         with Mount(lib.SAMPLE, "-o", "packed") as mnt:
             self.assertNotIn("__packed__", os.listdir(mnt.path))
