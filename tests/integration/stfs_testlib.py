@@ -184,6 +184,17 @@ def reap(proc, mountpoint, timeout=30):
         return None
 
 
+def wait_for(predicate, seconds=2.0):
+    """True once predicate() holds, polling; False after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def run_stfs(*args, timeout=30):
     return subprocess.run([STFS, *args], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)

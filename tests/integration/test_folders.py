@@ -151,16 +151,7 @@ class HuggingFaceCache(unittest.TestCase):
                     self.assertNotIn("dangling.json", os.listdir(base))
 
 
-def wait_for(predicate, seconds=2.0):
-    """True once predicate() holds, polling; False after `seconds`."""
-    import time
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+wait_for = lib.wait_for
 
 
 @lib.require_fuse

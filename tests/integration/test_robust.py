@@ -17,13 +17,7 @@ from stfs_testlib import Mount
 
 
 def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    return lib.wait_for(predicate, seconds)
 
 
 def read(path):
