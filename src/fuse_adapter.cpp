@@ -251,7 +251,6 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
   iov.reserve(plan.pieces.size());
   std::size_t used = 0;
   for (const ReadPiece& p : plan.pieces) {
-    const Model& m = fs.tree().model(p.model);
     const char* data = p.data;
     if (gather && !p.from_source) {
       std::memcpy(buf.data() + used, p.data, p.size);  // header bytes, in memory
@@ -271,9 +270,8 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
       data = buf.data() + used;
       used += p.size;
     } else if (p.mapped && c.opts->drop_source_cache) {
-      m.prefetch(p.source_offset, p.size);
+      fs.tree().model(p.model).prefetch(p.source_offset, p.size);
     }
-    (void)m;
     if (!gather) iov.push_back({const_cast<char*>(data), p.size});
   }
   int res = gather ? fuse_reply_buf(req, buf.data(), used)
