@@ -52,12 +52,11 @@ std::string json_uint_array(std::span<const std::uint64_t> v) {
   return out;
 }
 
-namespace {
-
-void append_metadata_object(std::string& out, const Header& h) {
+void append_string_map(std::string& out,
+                       std::span<const std::pair<std::string, std::string>> kv) {
   out += '{';
   bool first = true;
-  for (const auto& [k, v] : h.metadata) {
+  for (const auto& [k, v] : kv) {
     if (!first) out += ',';
     first = false;
     append_json_string(out, k);
@@ -67,29 +66,32 @@ void append_metadata_object(std::string& out, const Header& h) {
   out += '}';
 }
 
-}  // namespace
+void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t begin,
+                         std::uint64_t end) {
+  append_json_string(out, t.name);
+  out += ":{\"dtype\":\"";
+  out += dtype_name(t.dtype);
+  out += "\",\"shape\":";
+  out += json_uint_array(t.shape);
+  out += ",\"data_offsets\":[";
+  out += std::to_string(begin);
+  out += ',';
+  out += std::to_string(end);
+  out += "]}";
+}
 
 std::string header_json(const Header& h) {
   std::string out = "{";
   bool first = true;
   if (h.has_metadata) {
     out += "\"__metadata__\":";
-    append_metadata_object(out, h);
+    append_string_map(out, h.metadata);
     first = false;
   }
   for (const TensorInfo& t : h.tensors) {
     if (!first) out += ',';
     first = false;
-    append_json_string(out, t.name);
-    out += ":{\"dtype\":\"";
-    out += dtype_name(t.dtype);
-    out += "\",\"shape\":";
-    out += json_uint_array(t.shape);
-    out += ",\"data_offsets\":[";
-    out += std::to_string(t.begin);
-    out += ',';
-    out += std::to_string(t.end);
-    out += "]}";
+    append_tensor_entry(out, t, t.begin, t.end);
   }
   out += "}\n";
   return out;
@@ -97,7 +99,7 @@ std::string header_json(const Header& h) {
 
 std::string metadata_json(const Header& h) {
   std::string out;
-  append_metadata_object(out, h);
+  append_string_map(out, h.metadata);
   out += '\n';
   return out;
 }

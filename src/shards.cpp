@@ -50,7 +50,7 @@ void add_packed_file(TreeBuilder& b, TreeBuilder::Id dir, TreeBuilder::Id& packe
   // __metadata__: what every served shard's own metadata agrees on, then
   // the index's scalar "metadata" as strings (numbers and booleans in their
   // JSON spelling; objects, arrays and null dropped), the index winning.
-  std::map<std::string, std::string> meta;
+  std::map<std::string, std::string> meta;  // sorted, as a header's metadata is
   std::vector<std::uint32_t> shards;
   for (const auto& s : served) {
     if (shards.empty() || shards.back() != s.first) shards.push_back(s.first);
@@ -82,16 +82,9 @@ void add_packed_file(TreeBuilder& b, TreeBuilder::Id dir, TreeBuilder::Id& packe
   }
   std::string json = "{";
   if (!meta.empty()) {
-    json += "\"__metadata__\":{";
-    bool first = true;
-    for (const auto& [k, v] : meta) {
-      if (!first) json += ',';
-      first = false;
-      append_json_string(json, k);
-      json += ':';
-      append_json_string(json, v);
-    }
-    json += '}';
+    json += "\"__metadata__\":";
+    const std::vector<std::pair<std::string, std::string>> sorted(meta.begin(), meta.end());
+    append_string_map(json, sorted);
   }
   std::uint64_t off = 0;
   std::vector<PackedSegment> segments;
@@ -100,11 +93,7 @@ void add_packed_file(TreeBuilder& b, TreeBuilder::Id dir, TreeBuilder::Id& packe
   for (const auto& s : served) {
     const TensorInfo& t = tensor(s);
     if (json.size() > 1) json += ',';
-    append_json_string(json, t.name);
-    json += ":{\"dtype\":\"";
-    json += dtype_name(t.dtype);
-    json += "\",\"shape\":" + json_uint_array(t.shape) + ",\"data_offsets\":[" +
-            std::to_string(off) + "," + std::to_string(off + t.size()) + "]}";
+    append_tensor_entry(json, t, off, off + t.size());
     if (t.size() > 0) {
       const std::uint64_t src_off = b.source(s.first).header().data_start() + t.begin;
       // A shard's tensors lie back to back in it, as they do here: one

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "stfs/safetensors.hpp"
 
@@ -16,6 +17,14 @@ void append_json_string(std::string& out, std::string_view s);
 
 // `[a,b,c]` with exact 64-bit integers.
 std::string json_uint_array(std::span<const std::uint64_t> v);
+
+// A string-to-string object, in the order given: {"k":"v",...}.
+void append_string_map(std::string& out,
+                       std::span<const std::pair<std::string, std::string>> kv);
+
+// One tensor entry, `"name":{"dtype":..,"shape":[..],"data_offsets":[begin,end]}`.
+void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t begin,
+                         std::uint64_t end);
 
 // __header__.json: every tensor in header order with dtype, shape and
 // data_offsets, "__metadata__" first when present; newline at the end.
