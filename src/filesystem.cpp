@@ -100,34 +100,42 @@ Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t siz
   }
   const Model& src = tree_.model(n->model);
   const std::uint64_t begin = n->offset + data_offset;
-  // A request that reaches past what is left of a truncated source fails
-  // whole: a short read would look like end of file to the reader.
-  auto truncated = [&] {
-    return unexpected(err(EIO, "source " + tree_.model(n->model).path() + " shrank to " +
-                                   std::to_string(intact_size(n->model)) +
-                                   " bytes while mounted; reads past that fail with EIO"));
-  };
-  if (begin + plan.size > src.intact()) return truncated();
+  if (auto r = check_intact(n->model, begin + plan.size); !r) return unexpected(r.error());
   plan.model = n->model;
+  plan.source_offset = begin;
   if (src.read_path() == ReadPath::kPread) {
-    // Read by the caller (read_source): a short read is the truncation check.
-    plan.from_fd = true;
-    plan.source_offset = begin;
+    plan.from_fd = true;  // read by the caller (read_source)
     return plan;
-  }
-  // A source truncated into the middle of a page reads back as zeros past
-  // its end (the kernel zero-fills the tail of a mapping's last page), and
-  // no EFAULT tells us. So check the size before every reply from the
-  // mapping: one fstat, answered from the inode in memory.
-  struct stat st {};
-  if (::fstat(src.fd(), &st) != 0 ||
-      begin + plan.size > static_cast<std::uint64_t>(st.st_size)) {
-    source_fault(n->model);
-    return truncated();
   }
   plan.data = src.mapping().data() + begin;
   plan.from_source = true;
   return plan;
+}
+
+std::string Filesystem::truncation_message(std::uint32_t model) const {
+  const Model& m = tree_.model(model);
+  return "source " + m.path() + " shrank to " + std::to_string(m.intact()) +
+         " bytes while mounted; reads past that fail with EIO";
+}
+
+Result<void> Filesystem::check_intact(std::uint32_t model, std::uint64_t end) const {
+  const Model& m = tree_.model(model);
+  auto truncated = [&] { return unexpected(err(EIO, truncation_message(model))); };
+  // A request that reaches past what is left of a truncated source fails
+  // whole: a short read would look like end of file to the reader.
+  if (end > m.intact()) return truncated();
+  // On the pread path a short read is the check (read_source). From a
+  // mapping, a source truncated into the middle of a page reads back as
+  // zeros past its end (the kernel zero-fills the tail of a mapping's last
+  // page), and no EFAULT tells us: so one fstat before every reply,
+  // answered from the inode in memory.
+  struct stat st {};
+  if (m.read_path() == ReadPath::kMmap &&
+      (::fstat(m.fd(), &st) != 0 || end > static_cast<std::uint64_t>(st.st_size))) {
+    source_fault(model);
+    return truncated();
+  }
+  return {};
 }
 
 void Filesystem::release_source_range(std::uint32_t model, std::uint64_t offset,
@@ -164,15 +172,7 @@ Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
     p.model = it->model;
     p.source_offset = it->source_offset + within;
     p.from_source = true;
-    const std::uint64_t end = p.source_offset + len;
-    struct stat st {};
-    if (end > m.intact() || (m.read_path() == ReadPath::kMmap &&
-                             (::fstat(m.fd(), &st) != 0 || end > static_cast<std::uint64_t>(st.st_size)))) {
-      source_fault(it->model);
-      return unexpected(err(EIO, "source " + m.path() + " shrank to " +
-                                     std::to_string(m.intact()) +
-                                     " bytes while mounted; reads past that fail with EIO"));
-    }
+    if (auto r = check_intact(it->model, p.source_offset + len); !r) return unexpected(r.error());
     if (m.read_path() == ReadPath::kMmap) {
       p.data = m.mapping().data() + p.source_offset;
       p.mapped = true;

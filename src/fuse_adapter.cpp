@@ -231,6 +231,23 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
+// Logs the first source failure of the mount, once: a reader looping on EIO
+// must not flood the log.
+void log_source_failure_once(Context& c, const std::string& message) {
+  if (!c.fault_logged.exchange(true)) spdlog::error("{}", message);
+}
+
+// A pread of a source failed: a file gone or replaced (ESTALE on NFS)
+// asks for a rebuild, which opens what is there now; the reader gets EIO.
+void source_read_failed(fuse_req_t req, const Error& e) {
+  Context& c = ctx(req);
+  if ((e.errnum == ESTALE || e.errnum == ENOENT || e.errnum == ENXIO) && c.on_source_gone) {
+    c.on_source_gone();
+  }
+  log_source_failure_once(c, e.message);
+  fuse_reply_err(req, EIO);
+}
+
 // A packed file's READ: the header from memory and shards' bytes from
 // their mappings in one vectored reply, no copy; bytes of pread sources go
 // through a per-thread buffer first.
@@ -262,11 +279,7 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
       one.size = p.size;
       one.source_offset = p.source_offset;
       auto r = fs.read_source(one, buf.data() + used);
-      if (!r) {
-        if (r.error().errnum == ESTALE && c.on_source_gone) c.on_source_gone();
-        if (!c.fault_logged.exchange(true)) spdlog::error("{}", r.error().message);
-        return fuse_reply_err(req, EIO), void();
-      }
+      if (!r) return source_read_failed(req, r.error());
       data = buf.data() + used;
       used += p.size;
     } else if (p.mapped && c.opts->drop_source_cache) {
@@ -291,12 +304,9 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
 // behind fuse_reply_buf, pread, fstat) unless the file is in memory.
 void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
   Context& c = ctx(req);
-  auto log_once = [&c](const Error& e) {
-    if (!c.fault_logged.exchange(true)) spdlog::error("{}", e.message);
-  };
   auto plan = fs.read(ino, static_cast<std::uint64_t>(off), size);
   if (!plan) {
-    if (plan.error().errnum == EIO) log_once(plan.error());
+    if (plan.error().errnum == EIO) log_source_failure_once(c, plan.error().message);
     return reply_error(req, plan.error());
   }
   if (plan->converted) {
@@ -322,14 +332,7 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
     thread_local std::vector<char> buf;
     buf.resize(plan->size);
     auto r = fs.read_source(*plan, buf.data());
-    if (!r) {
-      const int e = r.error().errnum;
-      if (e == ESTALE || e == ENOENT || e == ENXIO) {
-        if (c.on_source_gone) c.on_source_gone();
-      }
-      log_once(r.error());
-      return fuse_reply_err(req, EIO), void();
-    }
+    if (!r) return source_read_failed(req, r.error());
     data = buf.data();
   }
   // From a mapping, the kernel copies straight from the source's page-cache
@@ -340,9 +343,7 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
     // Bring in exactly these bytes first. Otherwise a page fault on the
     // mapping reads around it, half a readahead window behind as well, and
     // pages already served and dropped would come back and stay.
-    fs.tree().model(plan->model).prefetch(
-        static_cast<std::uint64_t>(plan->data - fs.tree().model(plan->model).mapping().data()),
-        plan->size);
+    fs.tree().model(plan->model).prefetch(plan->source_offset, plan->size);
   }
   int res;
   if (plan->head_size == 0) {
@@ -355,17 +356,11 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   }
   if (res == 0 && plan->size > 0 && (plan->from_source || plan->from_fd) &&
       c.opts->drop_source_cache) {
-    const std::uint64_t begin =
-        plan->from_fd ? plan->source_offset
-                      : static_cast<std::uint64_t>(plan->data - fs.tree().model(plan->model).mapping().data());
-    fs.release_source_range(plan->model, begin, plan->size);
+    fs.release_source_range(plan->model, plan->source_offset, plan->size);
   }
   if (res == -EFAULT && plan->from_source) {
     fs.source_fault(plan->model);
-    if (!c.fault_logged.exchange(true)) {
-      spdlog::error("source {} shrank to {} bytes while mounted; reads past that fail with EIO",
-                    fs.tree().model(plan->model).path(), fs.intact_size(plan->model));
-    }
+    log_source_failure_once(c, fs.truncation_message(plan->model));
   }
 }
 

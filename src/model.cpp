@@ -116,7 +116,6 @@ void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
   Served& s = *served_;
   std::call_once(s.once, [&] {
     s.chunks = std::make_unique<std::atomic<std::uint32_t>[]>(chunks);
-    s.count = chunks;
     // Bytes no read serves count as served: the header, and the last
     // chunk's part past the end of the file.
     const std::uint64_t head = parsed_ ? std::min(header_.data_start(), file) : 0;

@@ -41,6 +41,7 @@ struct ReadPlan {
   std::uint32_t model = 0;
   bool from_source = false;  // true: `data` points into a source mapping
   bool from_fd = false;      // true: read `size` bytes at `source_offset` (read_source)
+  // (source_offset: where `data`'s bytes start in the source, both paths)
   bool converted = false;    // a kF32 file: call read_converted instead
   bool packed = false;       // a kPacked file: the bytes are `pieces`, in order
   std::vector<ReadPiece> pieces;
@@ -95,6 +96,8 @@ class Filesystem {
   // the source's size and stop serving what is gone.
   void source_fault(std::uint32_t model) const;
   std::uint64_t intact_size(std::uint32_t model) const { return tree_.model(model).intact(); }
+  // "source X shrank to N bytes while mounted; ...", for the log.
+  std::string truncation_message(std::uint32_t model) const;
 
   // Value of xattr `name`; ENODATA if it does not exist.
   Result<std::string> getxattr(Ino ino, std::string_view name) const;
@@ -106,6 +109,9 @@ class Filesystem {
  private:
   explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}
   Result<ReadPlan> read_packed(const Node& n, std::uint64_t offset, ReadPlan plan) const;
+  // EIO (and the intact size shrunk) if source `model` no longer holds
+  // bytes up to `end`.
+  Result<void> check_intact(std::uint32_t model, std::uint64_t end) const;
 
   Tree tree_;
 };

@@ -101,7 +101,6 @@ class Model {
     std::once_flag once;
     std::once_flag random_once;
     std::unique_ptr<std::atomic<std::uint32_t>[]> chunks;
-    std::size_t count = 0;
   };
   std::unique_ptr<Served> served_ = std::make_unique<Served>();
 };
