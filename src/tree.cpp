@@ -244,6 +244,17 @@ std::uint64_t mix(std::uint64_t h, const void* p, std::size_t n) {
   return h;
 }
 
+// A source file's identity (device, inode, mtime, size) into the hash.
+std::uint64_t mix_identity(std::uint64_t h, const struct stat& st) {
+  for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                 static_cast<std::uint64_t>(st.st_mtim.tv_sec),
+                 static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
+                 static_cast<std::uint64_t>(st.st_size)}) {
+    h = mix(h, &v, sizeof v);
+  }
+  return h;
+}
+
 }  // namespace
 
 Result<void> TreeBuilder::hash_inodes() {
@@ -266,25 +277,9 @@ Result<void> TreeBuilder::hash_inodes() {
         // serve its cached pages of the old bytes.
         const std::string& head = t.blobs_[n.blob];
         h = mix(h, head.data(), head.size());
-        for (const PackedSegment& g : t.packed_[n.index]) {
-          const struct stat& st = t.models_[g.model]->st();
-          for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                         static_cast<std::uint64_t>(st.st_mtim.tv_sec),
-                         static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
-                         static_cast<std::uint64_t>(st.st_size)}) {
-            h = mix(h, &v, sizeof v);
-          }
-        }
+        for (const PackedSegment& g : t.packed_[n.index]) h = mix_identity(h, t.models_[g.model]->st());
       }
-      if (n.kind != NodeKind::kDir) {
-        const struct stat& st = t.stats_[n.stat];
-        for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                       static_cast<std::uint64_t>(st.st_mtim.tv_sec),
-                       static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
-                       static_cast<std::uint64_t>(st.st_size)}) {
-          h = mix(h, &v, sizeof v);
-        }
-      }
+      if (n.kind != NodeKind::kDir) h = mix_identity(h, t.stats_[n.stat]);
       n.ino = h <= kRootIno ? h + 2 : h;  // 0 is invalid, 1 is the root
     }
     if (!t.by_ino_.emplace(n.ino, static_cast<std::uint32_t>(pos)).second) {
