@@ -7,14 +7,18 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "stfs/mountinfo.hpp"
 
 namespace stfs {
 namespace {
 
-[[noreturn]] void watch(int fd, const std::string& mountpoint) {
-  const auto before = find_mount(mountpoint);
+// `before` is what the mountpoint held when the watcher was asked for, read
+// by the daemon itself: a watcher process that starts late (slow machines,
+// sanitizer builds) would otherwise see our own mount as "already there".
+[[noreturn]] void watch(int fd, const std::string& mountpoint,
+                        const std::optional<MountEntry>& before) {
   std::string announced;
   char buf[64];
   while (true) {
@@ -42,6 +46,7 @@ namespace {
 }  // namespace
 
 Result<int> start_unmount_watcher(const std::string& mountpoint) {
+  const auto before = find_mount(mountpoint);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     int e = errno;
@@ -64,7 +69,7 @@ Result<int> start_unmount_watcher(const std::string& mountpoint) {
     for (int fd = 0; fd < 1024; ++fd) {
       if (fd != keep) ::close(fd);
     }
-    watch(keep, mountpoint);
+    watch(keep, mountpoint, before);
   }
   ::close(fds[0]);
   int status = 0;
