@@ -91,9 +91,52 @@ int exit_for(int e) {
                                                                    : kExitMountFailed;
 }
 
+// A file source that failed to load: the exit code (2 invalid or missing,
+// 3 unreadable) and what to tell the user.
+struct LoadFailure {
+  int exit_code = kExitInvalidSource;
+  std::string message;
+};
+
+// The tree of a file source. It is walked as given, links and all (the
+// access rule needs every directory a reader must search to reach the
+// file), opened once, validated and prepared. `hashed`: inode numbers from
+// the file's identity, for a polled source that may be replaced.
+Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
+  PathWalker walker(o.mountpoint);
+  auto w = walker.walk(o.source_as_given);
+  if (!w) return unexpected(LoadFailure{exit_for(w.error().errnum), w.error().message});
+  struct stat fst {};
+  auto fd = PathWalker::open_regular(*w, fst);
+  if (!fd) return unexpected(LoadFailure{exit_for(fd.error().errnum), fd.error().message});
+  auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
+  if (!model) {
+    const ModelError& e = model.error();
+    std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
+    return unexpected(LoadFailure{
+        e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource,
+        e.message + rule});
+  }
+  if (auto r = model->prepare(o.read_path); !r) {
+    // It exists and is valid, but cannot be served.
+    return unexpected(LoadFailure{kExitMountFailed, r.error().message});
+  }
+  spdlog::info("{}: served with {}", o.source,
+               model->read_path() == ReadPath::kMmap ? "a shared mapping" : "pread");
+  auto tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w),
+                              hashed);
+  if (!tree) {
+    const int e = tree.error().errnum;
+    return unexpected(LoadFailure{e == EEXIST ? kExitInvalidSource : exit_for(e),
+                                  tree.error().message});
+  }
+  return std::move(tree).value();
+}
+
 // Opens and validates the source and builds the filesystem; exit code 2
 // for an invalid or missing source, 3 for one that cannot be read.
-int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
+// `polled`: the source will be compared for changes every few seconds.
+int load(const MountOptions& o, bool polled, std::unique_ptr<Filesystem>& out) {
   struct stat st {};
   if (::stat(o.source.c_str(), &st) != 0) {
     const int e = errno;
@@ -105,39 +148,17 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
     // A model folder: invalid files inside are left out with a warning.
     tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
                                nullptr, o.read_path);
+    if (!tree) {
+      spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
+      return tree.error().errnum == EEXIST ? kExitInvalidSource : exit_for(tree.error().errnum);
+    }
   } else {
-    // Walked as given, links and all: the access rule needs every directory
-    // a reader must search to reach the file.
-    PathWalker walker(o.mountpoint);
-    auto w = walker.walk(o.source_as_given);
-    if (!w) {
-      spdlog::error("cannot mount {}: {}", o.source, w.error().message);
-      return exit_for(w.error().errnum);
+    auto t = load_file(o, polled);
+    if (!t) {
+      spdlog::error("cannot mount {}: {}", o.source, t.error().message);
+      return t.error().exit_code;
     }
-    struct stat fst {};
-    auto fd = PathWalker::open_regular(*w, fst);
-    if (!fd) {
-      spdlog::error("cannot mount {}: {}", o.source, fd.error().message);
-      return exit_for(fd.error().errnum);
-    }
-    auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
-    if (!model) {
-      const ModelError& e = model.error();
-      std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
-      spdlog::error("cannot mount {}: {}{}", o.source, e.message, rule);
-      return e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource;
-    }
-    if (auto r = model->prepare(o.read_path); !r) {
-      spdlog::error("cannot mount {}: {}", o.source, r.error().message);
-      return kExitMountFailed;  // it exists and is valid, but cannot be served
-    }
-    spdlog::info("{}: served with {}", o.source,
-                 model->read_path() == ReadPath::kMmap ? "a shared mapping" : "pread");
-    tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w));
-  }
-  if (!tree) {
-    spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
-    return tree.error().errnum == EEXIST ? kExitInvalidSource : exit_for(tree.error().errnum);
+    tree = std::move(t).value();
   }
   const std::size_t count = tree->tensor_count();
   auto fs = Filesystem::create(std::move(tree).value());
@@ -150,9 +171,33 @@ int load(const MountOptions& o, std::unique_ptr<Filesystem>& out) {
   return kExitOk;
 }
 
-// How often to compare a folder source for changes: -o poll=, else 5 s on
+// The next tree of a changed source, or nullopt (with a warning) when what
+// is there now cannot be served: the old tree then stays.
+std::optional<Tree> rebuild_tree(const MountOptions& o, bool folder, const Tree& previous) {
+  Result<Tree, LoadFailure> tree = unexpected(LoadFailure{});
+  if (folder) {
+    // Unchanged files keep their open source and mapping (and so their
+    // inode numbers): descriptors scale with distinct files, not with
+    // generations kept alive by long readers.
+    auto t = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
+                                 &previous, o.read_path);
+    if (t) return std::move(t).value();
+    tree = unexpected(LoadFailure{kExitInvalidSource, t.error().message});
+  } else {
+    // A file source is opened again whole; open files keep the generation
+    // they started with and see the new file at their next open.
+    tree = load_file(o, /*hashed=*/true);
+    if (tree) return std::move(tree).value();
+  }
+  spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
+               tree.error().message);
+  return std::nullopt;
+}
+
+// How often to compare the source for changes: -o poll=, else 5 s on
 // network and FUSE filesystems (inotify never hears other clients there),
-// else never (inotify does it).
+// else never (inotify does it for a folder; a local file source is served
+// as it was at mount time).
 unsigned poll_seconds(const MountOptions& o) {
   if (o.poll) return *o.poll;
   struct statfs sf {};
@@ -269,38 +314,35 @@ int run_mount(MountOptions o) {
 
   if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
   std::unique_ptr<Filesystem> fs;
-  if (int rc = load(o, fs); rc != kExitOk) return rc;
+  // A folder is watched (inotify, or a poll where inotify is blind); a file
+  // source only where polled. Either is rebuilt when it changes: requests
+  // move to the new tree as a whole, open files keep theirs.
+  struct stat sst {};
+  const bool folder = ::stat(o.source.c_str(), &sst) == 0 && S_ISDIR(sst.st_mode);
+  const unsigned poll = poll_seconds(o);
+  if (int rc = load(o, !folder && poll > 0, fs); rc != kExitOk) return rc;
   if (o.fake) {
     spdlog::info("fake mount of {} on {}: everything checks out", o.source, o.mountpoint);
     return kExitOk;
   }
 
-  // A directory source is watched and rebuilt when it changes; requests
-  // move to the new tree as a whole, open files keep theirs.
   const bool dynamic = fs->tree().hashed_inos();
+  if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
-  FolderWatcher watcher(o.source, o.mountpoint, [&live, &o] {
-    // Unchanged files keep their open source and mapping (and so their
-    // inode numbers): descriptors scale with distinct files, not with
-    // generations kept alive by long readers.
+  FolderWatcher watcher(folder ? o.source : o.source_as_given, o.mountpoint, [&live, &o, folder] {
     auto previous = live.current();
-    auto tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
-                                    &previous->tree(), o.read_path);
+    auto tree = rebuild_tree(o, folder, previous->tree());
     previous.reset();
-    if (!tree) {
-      spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
-                   tree.error().message);
-      return;
-    }
+    if (!tree) return;
     const std::size_t n = tree->tensor_count();
-    auto next = Filesystem::create(std::move(tree).value());
+    auto next = Filesystem::create(std::move(*tree));
     if (!next) {
       spdlog::warn("{} changed, but cannot be served: {}", o.source, next.error().message);
       return;
     }
     live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
     spdlog::info("{} changed: now serving {} tensors", o.source, n);
-  }, poll_seconds(o));
+  }, poll);
   const std::string status_line = "STATUS=serving " +
                                   std::to_string(live.current()->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;

@@ -180,7 +180,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& att
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
   TreeBuilder b(attr, st, views);
   FolderScan(b, limits, walker, skip, reuse, read_path).scan(0, w->path, 0);
-  return b.finish(/*hashed=*/true);
+  return b.finish(/*hashed=*/true, /*leave_out_clashes=*/true);
 }
 
 }  // namespace stfs

@@ -291,7 +291,7 @@ Result<void> TreeBuilder::hash_inodes() {
   return {};
 }
 
-Result<Tree> TreeBuilder::finish(bool hashed) {
+Result<Tree> TreeBuilder::finish(bool hashed, bool leave_out_clashes) {
   std::vector<Node>& nodes = tree_.nodes_;
   nodes.clear();
   nodes.reserve(drafts_.size());
@@ -323,7 +323,7 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
         };
         std::string what = label(order[kept - 1].second) + " and " + label(order[i].second) +
                            " map to the same file name `" + show(order[i].first) + "`";
-        if (!hashed) return unexpected(Error{EEXIST, what});
+        if (!leave_out_clashes) return unexpected(Error{EEXIST, what});
         spdlog::warn("{}: the second is left out", what);
         continue;
       }
@@ -357,7 +357,7 @@ Result<Tree> TreeBuilder::finish(bool hashed) {
 }
 
 Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOptions& views,
-                             std::optional<mode_t> perm) {
+                             std::optional<mode_t> perm, bool hashed) {
   if (model.read_path() == ReadPath::kAuto) {
     if (auto r = model.prepare(); !r) return unexpected(r.error());
   }
@@ -367,7 +367,7 @@ Result<Tree> Tree::for_model(Model model, const AttrOptions& attr, const ViewOpt
   TreeBuilder b(attr, root, views);
   std::uint32_t src = b.add_source(std::make_shared<const Model>(std::move(model)), bits);
   b.add_model_contents(0, src);
-  return b.finish();
+  return b.finish(hashed);
 }
 
 struct stat Tree::attr(Ino ino) const {

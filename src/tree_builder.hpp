@@ -51,10 +51,11 @@ class TreeBuilder {
 
   // Lays the tree out. Two entries of a directory with one name (FNV-1a
   // collisions of long tensor names, a merged view named like a file) fail
-  // with EEXIST for a file source; for a folder (`hashed`) the later one is
-  // left out with a warning, so one entry never sinks the folder.
-  // `hashed`: inode numbers from paths and source identities (tree.hpp).
-  Result<Tree> finish(bool hashed = false);
+  // with EEXIST for a file source; for a folder (`leave_out_clashes`) the
+  // later one is left out with a warning, so one entry never sinks the
+  // folder. `hashed`: inode numbers from paths and source identities
+  // (tree.hpp).
+  Result<Tree> finish(bool hashed = false, bool leave_out_clashes = false);
 
  private:
   struct Draft {

@@ -47,14 +47,23 @@ void watch_tree(int fd, const std::string& path, const std::string& skip, int de
   ::closedir(d);
 }
 
+// Mixes an entry's identity into `h`.
+void mix_identity(std::uint64_t& h, const struct stat& st) {
+  for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                 static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_mode),
+                 static_cast<std::uint64_t>(st.st_mtim.tv_sec),
+                 static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
+                 static_cast<std::uint64_t>(st.st_ctim.tv_sec),
+                 static_cast<std::uint64_t>(st.st_ctim.tv_nsec)}) {
+    const auto* b = reinterpret_cast<const unsigned char*>(&v);
+    for (std::size_t i = 0; i < sizeof v; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+  }
+}
+
 // A digest of every entry under `path`: names and identities, links
 // followed to what they name. Equal digests: nothing a rebuild would see
 // has changed.
 void digest_tree(const std::string& path, const std::string& skip, int depth, std::uint64_t& h) {
-  auto mix = [&h](const void* p, std::size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
-  };
   if (depth > 32 || path == skip) return;
   DIR* d = ::opendir(path.c_str());
   if (!d) return;
@@ -68,26 +77,26 @@ void digest_tree(const std::string& path, const std::string& skip, int depth, st
   for (const std::string& n : names) {
     std::string full = path + "/" + n;
     if (full == skip) continue;
-    mix(n.data(), n.size() + 1);
+    for (char c : std::string_view(n.c_str(), n.size() + 1)) {
+      h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+    }
     struct stat st {};
     if (::lstat(full.c_str(), &st) != 0) continue;
     const bool link = S_ISLNK(st.st_mode);
     if (link && ::stat(full.c_str(), &st) != 0) continue;
-    for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                   static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_mode),
-                   static_cast<std::uint64_t>(st.st_mtim.tv_sec),
-                   static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
-                   static_cast<std::uint64_t>(st.st_ctim.tv_sec),
-                   static_cast<std::uint64_t>(st.st_ctim.tv_nsec)}) {
-      mix(&v, sizeof v);
-    }
+    mix_identity(h, st);
     if (!link && S_ISDIR(st.st_mode)) digest_tree(full, skip, depth + 1, h);
   }
 }
 
+// The digest of the source: a folder's whole tree, or a file source's own
+// identity (through any links, so a link moved to a new file counts).
 std::uint64_t digest(const std::string& root, const std::string& skip) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
-  digest_tree(root, skip, 0, h);
+  struct stat st {};
+  if (::stat(root.c_str(), &st) != 0) return h;  // gone: differs from any file's digest
+  mix_identity(h, st);
+  if (S_ISDIR(st.st_mode)) digest_tree(root, skip, 0, h);
   return h;
 }
 

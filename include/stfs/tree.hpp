@@ -5,7 +5,8 @@
 // name: lookup is a binary search in that range, readdir offsets are
 // positions in it. For a file source the inode number is the position (1 is
 // the root), so the same source always gets the same numbers. For a
-// directory source, whose tree is rebuilt when the folder changes, the
+// directory source, whose tree is rebuilt when the folder changes (and a
+// polled file source, rebuilt when the file is replaced), the
 // inode number is a hash of the node's path and of its source file's
 // identity (device, inode, mtime, size): unchanged files keep their
 // numbers across rebuilds, and a replaced file gets a new one, so the
@@ -98,10 +99,12 @@ class Tree {
   // One model at the root: __header__.json, __metadata__.json and one file
   // per tensor. Fails with EEXIST when two tensor names map to one file name.
   // `perm`: the permission bits the access rule presents for the source
-  // (default: its own mode's).
+  // (default: its own mode's). `hashed`: inode numbers from the source's
+  // identity, as for a directory source, for a file source that is polled
+  // and may be replaced (the kernel must not serve the old file's pages).
   static Result<Tree> for_model(Model model, const AttrOptions& attr = {},
                                 const struct ViewOptions& views = {},
-                                std::optional<mode_t> perm = std::nullopt);
+                                std::optional<mode_t> perm = std::nullopt, bool hashed = false);
 
   // A model folder (DESIGN.md §4), mirrored recursively: every valid
   // X.safetensors becomes a directory laid out as for_model does, every

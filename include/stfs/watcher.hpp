@@ -1,8 +1,9 @@
-// FolderWatcher: notices changes under a directory source and calls
-// `rebuild` once the changes have settled. Local folders: inotify on every
-// folder. Network and FUSE folders, where inotify never hears of changes
-// made by other clients: a poll every `poll_seconds` that compares each
-// entry's identity (inode, size, mtime, ctime). A poke() (a source read
+// FolderWatcher: notices changes under a directory source (or to a polled
+// file source) and calls `rebuild` once the changes have settled. Local
+// folders: inotify on every folder. Network and FUSE sources, where inotify
+// never hears of changes made by other clients: a poll every
+// `poll_seconds` that compares each entry's identity (inode, size, mtime,
+// ctime). A poke() (a source read
 // failed with ESTALE) asks for a rebuild at once.
 #pragma once
 

@@ -278,6 +278,69 @@ class SharedStorage(unittest.TestCase):
             self.assertEqual(read(os.path.join(mnt.path, "m0.safetensors", "t0")), b"repl")
             self.assertNotEqual(old, b"repl")
 
+    def wait_for(self, path, want, deadline):
+        """Reads `path` until it gives `want` or the deadline passes."""
+        while time.monotonic() < deadline:
+            try:
+                if read(path) == want:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+    def test_single_file_replaced_below_switches_between_reads_not_during(self):
+        want = make_models(self.src, count=1)
+        lower = self.bindfs()
+        src = os.path.join(lower.mountpoint, "m0.safetensors")
+        with Mount(src, "-v") as mnt:  # poll defaults to 5 s on FUSE
+            t0 = os.path.join(mnt.path, "t0")
+            old = want[("m0.safetensors", "t0")]
+            fd = os.open(t0, os.O_RDONLY)
+            try:
+                self.assertEqual(os.pread(fd, 4096, 0), old[:4096])
+                start = time.monotonic()
+                tmp = os.path.join(self.src, ".m0.tmp")
+                lib.write_safetensors(tmp, [("t0", "U8", [4], b"repl"), ("t9", "U8", [2], b"hi")])
+                os.rename(tmp, os.path.join(self.src, "m0.safetensors"))
+                self.wait_for(t0, b"repl", start + 5 + 2)
+                self.assertEqual(read(t0), b"repl")
+                self.assertEqual(sorted(os.listdir(mnt.path)),
+                                 ["__header__.json", "__metadata__.json", "t0", "t9"])
+                self.assertEqual(read(os.path.join(mnt.path, "t9")), b"hi")
+                # The reader that opened the old file goes on reading it, whole.
+                self.assertEqual(os.pread(fd, len(old), 0), old)
+                self.assertEqual(os.fstat(fd).st_size, len(old))
+            finally:
+                os.close(fd)
+            self.assertIn("compared for changes every 5 s", mnt.log())
+
+    def test_single_file_that_vanishes_below_comes_back(self):
+        make_models(self.src, count=1)
+        lower = self.bindfs()
+        path = os.path.join(self.src, "m0.safetensors")
+        with Mount(os.path.join(lower.mountpoint, "m0.safetensors"), "-o", "poll=1") as mnt:
+            t0 = os.path.join(mnt.path, "t0")
+            os.unlink(path)
+            time.sleep(2.5)  # a poll or two with nothing there: the old tree stays
+            self.assertIn("t0", os.listdir(mnt.path))
+            start = time.monotonic()
+            lib.write_safetensors(path, [("t0", "U8", [5], b"again")])
+            self.wait_for(t0, b"again", start + 1 + 2)
+            self.assertEqual(read(t0), b"again")
+            log = mnt.log()
+        self.assertIn("cannot be read again", log)
+
+    def test_local_single_file_is_not_polled(self):
+        want = make_models(self.src, count=1)
+        path = os.path.join(self.src, "m0.safetensors")
+        with Mount(path, "-v") as mnt:
+            tmp = os.path.join(self.src, ".m0.tmp")
+            lib.write_safetensors(tmp, [("t0", "U8", [4], b"repl")])
+            os.rename(tmp, path)
+            time.sleep(1)
+            self.assertEqual(read(os.path.join(mnt.path, "t0")), want[("m0.safetensors", "t0")])
+            self.assertNotIn("compared for changes", mnt.log())
+
     def test_mounting_reads_headers_not_tensors(self):
         make_models(self.src, count=3, size=16 << 20)
         lower = self.bindfs("-o", "direct_io")  # no readahead below: counts are exact

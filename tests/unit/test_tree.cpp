@@ -198,5 +198,29 @@ TEST(TreeOptions, OwnerAndUmaskOverrides) {
   EXPECT_EQ(t->attr(kRootIno).st_mode, S_IFDIR | 0550);
 }
 
+// A polled file source: inode numbers follow the file's identity, so a
+// replaced file never inherits the numbers (and the kernel's cached pages)
+// of the old one.
+TEST(TreeOptions, HashedFileSourceNumbersFollowTheFile) {
+  TempDir dir;
+  auto path = dir.write("m.safetensors", test::st_file({{"w", "U8", {1}, "x"}}));
+  auto build = [&] {
+    auto t = Tree::for_model(std::move(Model::open(path)).value(), {}, {}, std::nullopt, true);
+    EXPECT_TRUE(t);
+    return std::move(t).value();
+  };
+  Tree a = build();
+  Tree b = build();
+  EXPECT_TRUE(a.hashed_inos());
+  const Ino w = a.find_child(kRootIno, "w");
+  ASSERT_NE(w, 0u);
+  EXPECT_GT(w, a.node_count());  // a hash, not a position
+  EXPECT_EQ(b.find_child(kRootIno, "w"), w);
+  EXPECT_EQ(a.node(w)->size, 1u);
+  dir.write("m.safetensors", test::st_file({{"w", "U8", {2}, "yz"}}));
+  Tree c = build();
+  EXPECT_NE(c.find_child(kRootIno, "w"), w);
+}
+
 }  // namespace
 }  // namespace stfs
