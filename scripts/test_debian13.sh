@@ -65,7 +65,9 @@ mkdir -p "$ROOT/work/main"
 tar -C "$REPO" --exclude='./build*' --exclude=./.git --exclude=./fuzz/findings -cf - . |
   tar -C "$ROOT/work/main" -xf -
 if [ -d "$SHARED" ]; then
-  cp -a "$SHARED" "$ROOT/work/shared"
+  # Its real path: ../shared may itself be a link, which would dangle (or
+  # loop) inside the chroot.
+  cp -a "$(cd "$SHARED" && pwd -P)" "$ROOT/work/shared"
 fi
 
 echo "test_debian13: building and testing in Debian $(cat "$ROOT/etc/debian_version")"
