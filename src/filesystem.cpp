@@ -187,7 +187,7 @@ Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
 
 Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {
   const Model& src = tree_.model(plan.model);
-  auto r = pread_full(src.fd(), buf, plan.size, plan.source_offset);
+  auto r = src.read(buf, plan.size, plan.source_offset);
   if (r) return {};
   if (r.error().errnum == EIO || r.error().errnum == ENXIO) source_fault(plan.model);
   // ESTALE (a file replaced on an NFS server) goes up as it is: the caller
@@ -207,8 +207,8 @@ Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size
   const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1, 2 or 8: whole bytes only
   const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
   std::string raw(static_cast<std::size_t>((last - first) * bytes), '\0');
-  const int fd = tree_.model(n->model).fd();
-  if (auto r = pread_full(fd, raw.data(), raw.size(), n->offset + first * bytes); !r) {
+  if (auto r = tree_.model(n->model).read(raw.data(), raw.size(), n->offset + first * bytes);
+      !r) {
     return unexpected(err(EIO, "cannot read the source: " + r.error().message));
   }
   std::string converted(static_cast<std::size_t>((last - first) * 4), '\0');

@@ -81,14 +81,25 @@ class Model {
   // the end) count as served from the start. Like a native
   // posix_fadvise(DONTNEED) user: pages another process maps are kept.
   void release_served(std::uint64_t offset, std::uint64_t size) const;
+  // Reads exactly `len` bytes at `off` of the file (the pread path): with
+  // O_DIRECT on a FUSE source, unless the filesystem below refuses it.
+  // Fails with EIO if the file ends first.
+  Result<void> read(void* buf, std::size_t len, std::uint64_t off) const;
+  // Whether reads go through an O_DIRECT descriptor (a FUSE source).
+  bool reads_direct() const {
+    return direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed);
+  }
   // madvise(MADV_WILLNEED) on the mapping of [offset, offset + size): reads
   // just those pages in, so the kernel's copy finds them and does no
   // read-around of its own.
   void prefetch(std::uint64_t offset, std::uint64_t size) const;
 
  private:
+  void open_direct();
+
   std::string path_;
   UniqueFd fd_;
+  UniqueFd direct_fd_;  // the same file with O_DIRECT (FUSE sources)
   struct stat st_ {};
   Header header_;
   bool parsed_ = false;
@@ -100,6 +111,7 @@ class Model {
   struct Served {
     std::once_flag once;
     std::once_flag random_once;
+    std::atomic<bool> direct_refused{false};
     std::unique_ptr<std::atomic<std::uint32_t>[]> chunks;
   };
   std::unique_ptr<Served> served_ = std::make_unique<Served>();
