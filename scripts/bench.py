@@ -383,6 +383,41 @@ class Bench:
         if self.baseline:
             self.row("this build / baseline build", statistics.median(ratios_base), "x")
 
+    def cold_pairs(self, pairs=8):
+        """First read with the source on disk (not in the page cache): this
+        build against a baseline build (or against source_cache=keep without
+        one), alternating. The disk's own speed varies run to run here."""
+        total = sum(s for _, _, s in self.tensors) / GiB
+        other = (self.baseline, []) if self.baseline else (self.stfs, ["-o", "source_cache=keep"])
+
+        def read(binary, opts):
+            mp = tempfile.mkdtemp(prefix="stfs-cold-", dir=self.work)
+            p = subprocess.Popen([binary, "-f", self.model, mp] + opts, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_mount(mp, p)
+            os.stat(mp)
+            self.mounts.append(mp)
+            self.procs.append(p)
+            drop_caches()
+            bw = total / timed(lambda: self.read_all_files(mp))
+            self.umount(mp, p)
+            os.rmdir(mp)
+            return bw
+
+        mine, theirs, ratios = [], [], []
+        for i in range(pairs):
+            got = {}
+            for name in (("mine", "other") if i % 2 == 0 else ("other", "mine")):
+                got[name] = read(self.stfs, []) if name == "mine" else read(*other)
+            mine.append(got["mine"])
+            theirs.append(got["other"])
+            ratios.append(got["mine"] / got["other"])
+        label = "baseline build" if self.baseline else "source_cache=keep"
+        print("11. first read, source on disk, %d alternating pairs (median)" % pairs)
+        self.row("stfs", statistics.median(mine), "GiB/s")
+        self.row(label, statistics.median(theirs), "GiB/s")
+        self.row("stfs / " + label, statistics.median(ratios), "x")
+
     def packed_read(self, pairs=5):
         """The 1 GiB model as 4 shards: the packed file read whole against
         the same tensors' files in the merged directory, alternating."""
@@ -625,7 +660,7 @@ def main():
                     help="another stfs binary to compare first reads with, side by side")
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
-                         "header,footprint,pairs,squashfuse,packed,packedscale")
+                         "header,footprint,pairs,cold,squashfuse,packed,packedscale")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
@@ -658,6 +693,8 @@ def main():
             b.footprint()
         if want("pairs"):
             b.first_read_pairs()
+        if want("cold"):
+            b.cold_pairs()
         if want("squashfuse"):
             b.over_squashfuse()
         if want("packed"):

@@ -131,7 +131,6 @@ constexpr std::uint64_t kChunk = 2 << 20;
 // Past this many chunks (a 2 TiB file) no counters are kept: single pages
 // are dropped, page-aligned inward.
 constexpr std::uint64_t kMaxChunks = 1 << 20;
-constexpr std::uint64_t kPrefetchAhead = 4 << 20;
 }  // namespace
 
 void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
@@ -182,23 +181,21 @@ void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
 void Model::prefetch(std::uint64_t offset, std::uint64_t size) const {
   static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   if (!map_.data() || offset >= map_.size()) return;
-  // Once: faults on the mapping then read no more than the fault needs (no
-  // read-around, no readahead of their own); this call reads ahead instead.
-  std::call_once(served_->random_once, [this] {
-    ::madvise(const_cast<char*>(map_.data()), map_.size(), MADV_RANDOM);
+  // Once: faults on the mapping read ahead only forward, never around the
+  // fault (which would bring back pages behind a reader that were served
+  // and dropped), in the device's readahead window, with the kernel's async
+  // readahead after it: large I/Os ahead of a reader on a cold source. Our
+  // own WILLNEED windows (with MADV_RANDOM) read a cold source at half that
+  // speed, and walked cached pages on every request (docs/PERFORMANCE.md).
+  std::call_once(served_->advice_once, [this] {
+    ::madvise(const_cast<char*>(map_.data()), map_.size(), MADV_SEQUENTIAL);
   });
   const std::uint64_t begin = offset / page * page;
   const std::uint64_t end = std::min<std::uint64_t>(offset + size, map_.size());
-  // WILLNEED reads what is missing in large I/Os (the mapping itself does
-  // no readahead now); populating then maps every page of the range in one
-  // call, so the kernel's copy takes no fault per page.
-  // The window runs kPrefetchAhead past the request, so the disk works
-  // ahead of a sequential reader (it is dropped once served, like the rest;
-  // what a reader never asks for stays, as after a native readahead).
-  char* p = const_cast<char*>(map_.data()) + begin;
-  const std::uint64_t ahead = std::min<std::uint64_t>(end + kPrefetchAhead, map_.size());
-  ::madvise(p, ahead - begin, MADV_WILLNEED);
-  ::madvise(p, end - begin, MADV_POPULATE_READ);  // EINVAL before Linux 5.14: faults then
+  // Maps every page of the request in one call, so the kernel's copy into
+  // the reply takes no fault per page.
+  ::madvise(const_cast<char*>(map_.data()) + begin, end - begin,
+            MADV_POPULATE_READ);  // EINVAL before Linux 5.14: faults then
 }
 
 Model Model::plain(UniqueFd fd, std::string path, const struct stat& st) {

@@ -89,9 +89,9 @@ class Model {
   bool reads_direct() const {
     return direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed);
   }
-  // madvise(MADV_WILLNEED) on the mapping of [offset, offset + size): reads
-  // just those pages in, so the kernel's copy finds them and does no
-  // read-around of its own.
+  // Maps [offset, offset + size) of the source before a reply copies it:
+  // forward-only readahead on the mapping (nothing served comes back), and
+  // no fault per page during the copy.
   void prefetch(std::uint64_t offset, std::uint64_t size) const;
 
  private:
@@ -110,7 +110,7 @@ class Model {
   // Bytes served per 2 MiB chunk, made on the first release_served().
   struct Served {
     std::once_flag once;
-    std::once_flag random_once;
+    std::once_flag advice_once;
     std::atomic<bool> direct_refused{false};
     std::unique_ptr<std::atomic<std::uint32_t>[]> chunks;
   };
