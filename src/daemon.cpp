@@ -121,10 +121,7 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
     // It exists and is valid, but cannot be served.
     return unexpected(LoadFailure{kExitMountFailed, r.error().message});
   }
-  spdlog::info("{}: served with {}", o.source,
-               model->read_path() == ReadPath::kMmap ? "a shared mapping"
-               : model->reads_direct()                ? "pread (O_DIRECT)"
-                                                      : "pread");
+  spdlog::info("{}: served with {}", o.source, model->read_path_name());
   auto tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w),
                               hashed);
   if (!tree) {

@@ -148,6 +148,7 @@ class FolderScan {
       spdlog::warn("{}: left out: {}", full, r.error().message);
       return std::nullopt;
     }
+    spdlog::info("{}: served with {}", full, m->read_path_name());
     return b_.add_source(std::make_shared<const Model>(std::move(m).value()), perm);
   }
 

@@ -105,6 +105,11 @@ void Model::open_direct() {
   direct_fd_ = std::move(d);
 }
 
+const char* Model::read_path_name() const {
+  if (read_path_ == ReadPath::kMmap) return "a shared mapping";
+  return reads_direct() ? "pread (O_DIRECT)" : "pread";
+}
+
 Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off) const {
   if (direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed)) {
     auto r = pread_full(direct_fd_.get(), buf, len, off);

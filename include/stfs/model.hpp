@@ -66,6 +66,9 @@ class Model {
   const Mapping& mapping() const { return map_; }
   // kMmap or kPread once prepared.
   ReadPath read_path() const { return read_path_; }
+  // How the bytes are read, for -v logs: "a shared mapping", "pread", or
+  // "pread (O_DIRECT)".
+  const char* read_path_name() const;
 
   // Bytes from offset 0 still backed by the file: only ever shrinks, once a
   // read finds the file shorter. Shared by every generation of a folder

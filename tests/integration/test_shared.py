@@ -135,9 +135,12 @@ class SharedStorage(unittest.TestCase):
         return lower
 
     def check_bytes(self, lower, want):
-        with Mount(lower.mountpoint) as mnt:  # folder mode
+        with Mount(lower.mountpoint, "-v") as mnt:  # folder mode
             for (f, t), blob in want.items():
                 self.assertEqual(read(os.path.join(mnt.path, f, t)), blob, (f, t))
+            folder_log = mnt.log()
+        for f in {f for f, _ in want}:
+            self.assertIn("%s: served with pread (O_DIRECT)" % f, folder_log)
         one = os.path.join(lower.mountpoint, "m1.safetensors")
         with Mount(one, "-v") as mnt:  # file mode
             for (f, t), blob in want.items():
