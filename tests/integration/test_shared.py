@@ -173,6 +173,35 @@ class SharedStorage(unittest.TestCase):
         want = make_models(self.src)
         self.check_bytes(self.squashfuse(), want)
 
+    def test_o_direct_refused_below_falls_back_to_buffered_reads(self):
+        # alignfs hands O_DIRECT on as a passthrough over ext4 or XFS would:
+        # unaligned direct reads fail with EINVAL there.
+        alignfs = os.environ.get("STFS_ALIGNFS", "")
+        if not os.access(alignfs, os.X_OK):
+            if os.environ.get("STFS_REQUIRE_FUSE") == "1":
+                raise AssertionError("STFS_ALIGNFS not built (ctest sets it)")
+            raise unittest.SkipTest("STFS_ALIGNFS not set")
+        want = make_models(self.src, count=2, size=1 << 20)
+        lower = Lower([alignfs, self.src, "-f"], os.path.join(self.tmp, "align"))
+        self.lowers.append(lower)
+        one = os.path.join(lower.mountpoint, "m1.safetensors")
+        fd = os.open(one, os.O_RDONLY | os.O_DIRECT)
+        try:  # the helper does refuse it
+            with self.assertRaises(OSError) as cm:
+                os.pread(fd, 100, 8)
+            self.assertEqual(cm.exception.errno, errno.EINVAL)
+        finally:
+            os.close(fd)
+        for source in (lower.mountpoint, one):
+            with Mount(source, "-v") as mnt:
+                for (f, t), blob in want.items():
+                    if source == one and f != "m1.safetensors":
+                        continue
+                    path = os.path.join(mnt.path, t) if source == one else os.path.join(mnt.path, f, t)
+                    self.assertEqual(read(path), blob, (source, f, t))
+                log = mnt.log()
+            self.assertIn("O_DIRECT reads refused below", log)
+
     def test_forced_read_paths_give_the_same_bytes(self):
         want = make_models(self.src, count=1)
         lower = self.bindfs()
