@@ -283,7 +283,7 @@ void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
       data = buf.data() + used;
       used += p.size;
     } else if (p.mapped && c.opts->drop_source_cache) {
-      fs.tree().model(p.model).prefetch(p.source_offset, p.size);
+      fs.tree().model(p.model).populate(p.source_offset, p.size);
     }
     if (!gather) iov.push_back({const_cast<char*>(data), p.size});
   }
@@ -340,10 +340,10 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   // reader gets EIO from the kernel and we get EFAULT, and stop serving
   // what is gone.
   if (plan->from_source && plan->size > 0 && c.opts->drop_source_cache) {
-    // Bring in exactly these bytes first. Otherwise a page fault on the
-    // mapping reads around it, half a readahead window behind as well, and
-    // pages already served and dropped would come back and stay.
-    fs.tree().model(plan->model).prefetch(plan->source_offset, plan->size);
+    // Map these bytes first, with forward-only readahead: a default page
+    // fault reads around itself, half a readahead window behind as well,
+    // and pages already served and dropped would come back and stay.
+    fs.tree().model(plan->model).populate(plan->source_offset, plan->size);
   }
   int res;
   if (plan->head_size == 0) {

@@ -115,7 +115,8 @@ Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off) const {
     auto r = pread_full(direct_fd_.get(), buf, len, off);
     if (r || r.error().errnum != EINVAL) return r;
     // The daemon below passed O_DIRECT on to a filesystem that wants
-    // aligned I/O (bindfs over ext4): buffered reads from now on.
+    // aligned I/O (a passthrough over ext4 or XFS): buffered reads from
+    // now on.
     if (!served_->direct_refused.exchange(true)) {
       spdlog::info("{}: O_DIRECT reads refused below ({}); reading through its page cache",
                    path_, r.error().message);
@@ -183,7 +184,7 @@ void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
   }
 }
 
-void Model::prefetch(std::uint64_t offset, std::uint64_t size) const {
+void Model::populate(std::uint64_t offset, std::uint64_t size) const {
   static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   if (!map_.data() || offset >= map_.size()) return;
   // Once: faults on the mapping read ahead only forward, never around the

@@ -95,7 +95,7 @@ class Model {
   // Maps [offset, offset + size) of the source before a reply copies it:
   // forward-only readahead on the mapping (nothing served comes back), and
   // no fault per page during the copy.
-  void prefetch(std::uint64_t offset, std::uint64_t size) const;
+  void populate(std::uint64_t offset, std::uint64_t size) const;
 
  private:
   void open_direct();
