@@ -187,7 +187,8 @@ Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
 
 Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {
   const Model& src = tree_.model(plan.model);
-  auto r = src.read(buf, plan.size, plan.source_offset);
+  // A mapped plan read here is a small read (the adapter's choice).
+  auto r = src.read(buf, plan.size, plan.source_offset, plan.from_source);
   if (r) return {};
   if (r.error().errnum == EIO || r.error().errnum == ENXIO) source_fault(plan.model);
   // ESTALE (a file replaced on an NFS server) goes up as it is: the caller

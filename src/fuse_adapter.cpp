@@ -37,6 +37,10 @@ constexpr unsigned kReservedThreads = 2;
 // Pieces one vectored reply may carry (IOV_MAX is 1024; one more for the
 // FUSE header libfuse adds).
 constexpr std::size_t kMaxReplyPieces = 1000;
+// READs up to this size from a mapped source are read with pread, without
+// readahead (serve_read). The kernel's readahead for a sequential reader
+// sends 128 KiB requests or larger; a random reader's are its own size.
+constexpr std::size_t kSmallRead = 64 << 10;
 
 // An open file keeps the generation it was opened in: after a directory
 // source changes, a reader of a replaced file still reads its old bytes.
@@ -326,9 +330,15 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   }
   if (plan->packed) return serve_packed(req, fs, *plan);
   const char* data = plan->data;
-  if (plan->from_fd) {
-    // The pread path (network and FUSE sources): through a per-thread
-    // buffer no larger than the largest request the kernel sends (max_read).
+  // In drop mode, a request this small from a mapped source is most likely
+  // a random reader's: read just its pages (Model::read) rather than let a
+  // fault on the mapping read a whole window ahead for it.
+  const bool small = plan->from_source && plan->size > 0 && plan->size <= kSmallRead &&
+                     c.opts->drop_source_cache;
+  if (plan->from_fd || small) {
+    // The pread path (network and FUSE sources, small reads): through a
+    // per-thread buffer no larger than the largest request the kernel
+    // sends (max_read).
     thread_local std::vector<char> buf;
     buf.resize(plan->size);
     auto r = fs.read_source(*plan, buf.data());
@@ -339,7 +349,7 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   // pages. If the source was truncated under us, that copy fails: the
   // reader gets EIO from the kernel and we get EFAULT, and stop serving
   // what is gone.
-  if (plan->from_source && plan->size > 0 && c.opts->drop_source_cache) {
+  if (plan->from_source && plan->size > 0 && c.opts->drop_source_cache && !small) {
     // Map these bytes first, with forward-only readahead: a default page
     // fault reads around itself, half a readahead window behind as well,
     // and pages already served and dropped would come back and stay.

@@ -89,20 +89,28 @@ Result<void> Model::prepare(ReadPath how) {
 // us. Measured over squashfuse_ll: 2.1-2.7 GiB/s against 0.7-0.8 (docs/
 // PERFORMANCE.md). Other network filesystems keep their own client cache
 // and readahead, which O_DIRECT would bypass.
+namespace {
+// A second descriptor of this very file (not of its path, which may name
+// another file by now), with its own flags and readahead state; invalid if
+// there is no /proc or the filesystem refuses the flags.
+UniqueFd reopen(int fd, const struct stat& want, int flags) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  UniqueFd d(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags));
+  struct stat st {};
+  if (!d.valid() || ::fstat(d.get(), &st) != 0 || st.st_dev != want.st_dev ||
+      st.st_ino != want.st_ino || !S_ISREG(st.st_mode)) {
+    return UniqueFd();
+  }
+  return d;
+}
+}  // namespace
+
 void Model::open_direct() {
   struct statfs sf {};
   if (::fstatfs(fd_.get(), &sf) != 0 || static_cast<unsigned long>(sf.f_type) != 0x65735546UL) {
     return;
   }
-  // Reopen this very file (not its path, which may name another by now).
-  const std::string self = "/proc/self/fd/" + std::to_string(fd_.get());
-  UniqueFd d(::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | O_NONBLOCK));
-  struct stat st {};
-  if (!d.valid() || ::fstat(d.get(), &st) != 0 || st.st_dev != st_.st_dev ||
-      st.st_ino != st_.st_ino || !S_ISREG(st.st_mode)) {
-    return;  // no /proc, or O_DIRECT refused at open: buffered reads only
-  }
-  direct_fd_ = std::move(d);
+  direct_fd_ = reopen(fd_.get(), st_, O_DIRECT);  // if refused: buffered reads only
 }
 
 const char* Model::read_path_name() const {
@@ -110,7 +118,21 @@ const char* Model::read_path_name() const {
   return reads_direct() ? "pread (O_DIRECT)" : "pread";
 }
 
-Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off) const {
+Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off, bool random) const {
+  if (random && map_.data()) {
+    // A small read of a mapped source, likely one of a random reader: from
+    // a descriptor of its own with POSIX_FADV_RANDOM, so it reads just
+    // these pages. A fault on the mapping (MADV_SEQUENTIAL) would read a
+    // whole readahead window ahead of each one, and those pages, never
+    // served, would stay. Its own descriptor also keeps the mapping's
+    // readahead state undisturbed. Opened on first use.
+    Served& s = *served_;
+    std::call_once(s.random_once, [&] {
+      s.random_fd = reopen(fd_.get(), st_, 0);
+      if (s.random_fd.valid()) ::posix_fadvise(s.random_fd.get(), 0, 0, POSIX_FADV_RANDOM);
+    });
+    if (s.random_fd.valid()) return pread_full(s.random_fd.get(), buf, len, off);
+  }
   if (direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed)) {
     auto r = pread_full(direct_fd_.get(), buf, len, off);
     if (r || r.error().errnum != EINVAL) return r;

@@ -77,7 +77,9 @@ class Filesystem {
   // what is left of a truncated source. For a kF32 file the plan only says
   // `converted`.
   Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
-  // For a plan with from_fd: pread its bytes into `buf` (plan.size bytes).
+  // For a plan with from_fd, or a small one from a mapping read without
+  // it (no readahead: see Model::read): pread its bytes into `buf`
+  // (plan.size bytes).
   // EIO if the source ends first (it shrank: never zeros), ESTALE and other
   // errors as the source gave them.
   Result<void> read_source(const ReadPlan& plan, char* buf) const;

@@ -86,8 +86,9 @@ class Model {
   void release_served(std::uint64_t offset, std::uint64_t size) const;
   // Reads exactly `len` bytes at `off` of the file (the pread path): with
   // O_DIRECT on a FUSE source, unless the filesystem below refuses it.
+  // `random`: a small read of a mapped source, read without readahead.
   // Fails with EIO if the file ends first.
-  Result<void> read(void* buf, std::size_t len, std::uint64_t off) const;
+  Result<void> read(void* buf, std::size_t len, std::uint64_t off, bool random = false) const;
   // Whether reads go through an O_DIRECT descriptor (a FUSE source).
   bool reads_direct() const {
     return direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed);
@@ -114,6 +115,8 @@ class Model {
   struct Served {
     std::once_flag once;
     std::once_flag advice_once;
+    std::once_flag random_once;
+    UniqueFd random_fd;  // for small reads of a mapped source (read())
     std::atomic<bool> direct_refused{false};
     std::unique_ptr<std::atomic<std::uint32_t>[]> chunks;
   };

@@ -93,5 +93,30 @@ class SourceCache(unittest.TestCase):
                 m.close()
 
 
+    def test_a_random_reader_pulls_in_what_it_reads_not_windows(self):
+        # 64 random 4 KiB reads of a cold source: the source's page cache
+        # grows by about what was read (two pages a read: tensors do not
+        # start on a page boundary here), not by a readahead window
+        # (megabytes) a read, as a native random pread reader's would.
+        import random
+        rng = random.Random(7)
+        start = lib.read_header(self.src)[2]
+        drop_caches()
+        got = {}
+        with Mount(self.src) as mnt:
+            fd = os.open(os.path.join(mnt.path, "a"), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # 4 KiB requests
+                for _ in range(64):
+                    off = rng.randrange(0, 24 * MiB // 4096) * 4096
+                    got[off] = os.pread(fd, 4096, off)
+            finally:
+                os.close(fd)
+            self.assertLess(resident(self.src), 64 * 8192 + 256 * 1024)
+        with open(self.src, "rb") as src:
+            for off, data in got.items():
+                src.seek(start + off)
+                self.assertEqual(data, src.read(4096), off)
+
 if __name__ == "__main__":
     unittest.main()
