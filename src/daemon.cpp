@@ -173,7 +173,7 @@ int load(const MountOptions& o, bool polled, std::unique_ptr<Filesystem>& out) {
 // The next tree of a changed source, or nullopt (with a warning) when what
 // is there now cannot be served: the old tree then stays.
 std::optional<Tree> rebuild_tree(const MountOptions& o, bool folder, const Tree& previous) {
-  Result<Tree, LoadFailure> tree = unexpected(LoadFailure{});
+  std::string why;
   if (folder) {
     // Unchanged files keep their open source and mapping (and so their
     // inode numbers): descriptors scale with distinct files, not with
@@ -181,15 +181,16 @@ std::optional<Tree> rebuild_tree(const MountOptions& o, bool folder, const Tree&
     auto t = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
                                  &previous, o.read_path);
     if (t) return std::move(t).value();
-    tree = unexpected(LoadFailure{kExitInvalidSource, t.error().message});
+    why = t.error().message;
   } else {
     // A file source is opened again whole; open files keep the generation
     // they started with and see the new file at their next open.
-    tree = load_file(o, /*hashed=*/true);
-    if (tree) return std::move(tree).value();
+    auto t = load_file(o, /*hashed=*/true);
+    if (t) return std::move(t).value();
+    why = t.error().message;
   }
   spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
-               tree.error().message);
+               why);
   return std::nullopt;
 }
 

@@ -330,11 +330,13 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
   }
   if (plan->packed) return serve_packed(req, fs, *plan);
   const char* data = plan->data;
-  // In drop mode, a request this small from a mapped source is most likely
-  // a random reader's: read just its pages (Model::read) rather than let a
-  // fault on the mapping read a whole window ahead for it.
-  const bool small = plan->from_source && plan->size > 0 && plan->size <= kSmallRead &&
-                     c.opts->drop_source_cache;
+  // In drop mode the source's bytes are dropped once served, so how they
+  // are brought in matters (below). A request this small from a mapped
+  // source is most likely a random reader's: read just its pages
+  // (Model::read) rather than let a fault on the mapping read a whole
+  // window ahead for it.
+  const bool mapped_drop = plan->from_source && plan->size > 0 && c.opts->drop_source_cache;
+  const bool small = mapped_drop && plan->size <= kSmallRead;
   if (plan->from_fd || small) {
     // The pread path (network and FUSE sources, small reads): through a
     // per-thread buffer no larger than the largest request the kernel
@@ -345,16 +347,16 @@ void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off
     if (!r) return source_read_failed(req, r.error());
     data = buf.data();
   }
-  // From a mapping, the kernel copies straight from the source's page-cache
-  // pages. If the source was truncated under us, that copy fails: the
-  // reader gets EIO from the kernel and we get EFAULT, and stop serving
-  // what is gone.
-  if (plan->from_source && plan->size > 0 && c.opts->drop_source_cache && !small) {
+  if (mapped_drop && !small) {
     // Map these bytes first, with forward-only readahead: a default page
     // fault reads around itself, half a readahead window behind as well,
     // and pages already served and dropped would come back and stay.
     fs.tree().model(plan->model).populate(plan->source_offset, plan->size);
   }
+  // From a mapping, the kernel copies straight from the source's page-cache
+  // pages. If the source was truncated under us, that copy fails: the
+  // reader gets EIO from the kernel and we get EFAULT, and stop serving
+  // what is gone.
   int res;
   if (plan->head_size == 0) {
     res = fuse_reply_buf(req, data, plan->size);

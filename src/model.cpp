@@ -82,13 +82,6 @@ Result<void> Model::prepare(ReadPath how) {
   return {};
 }
 
-// A FUSE source is also opened with O_DIRECT: each of our reads then
-// reaches the daemon below as one large request (split only at its
-// max_read, sent in parallel), where buffered reads crawl through its
-// page cache in readahead-sized steps, and nothing is cached twice below
-// us. Measured over squashfuse_ll: 2.1-2.7 GiB/s against 0.7-0.8 (docs/
-// PERFORMANCE.md). Other network filesystems keep their own client cache
-// and readahead, which O_DIRECT would bypass.
 namespace {
 // A second descriptor of this very file (not of its path, which may name
 // another file by now), with its own flags and readahead state; invalid if
@@ -105,6 +98,13 @@ UniqueFd reopen(int fd, const struct stat& want, int flags) {
 }
 }  // namespace
 
+// A FUSE source is also opened with O_DIRECT: each of our reads then
+// reaches the daemon below as one large request (split only at its
+// max_read, sent in parallel), where buffered reads crawl through its
+// page cache in readahead-sized steps, and nothing is cached twice below
+// us. Measured over squashfuse_ll: 2.1-2.7 GiB/s against 0.7-0.8 (docs/
+// PERFORMANCE.md). Other network filesystems keep their own client cache
+// and readahead, which O_DIRECT would bypass.
 void Model::open_direct() {
   struct statfs sf {};
   if (::fstatfs(fd_.get(), &sf) != 0 || static_cast<unsigned long>(sf.f_type) != 0x65735546UL) {
@@ -133,7 +133,7 @@ Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off, bool ran
     });
     if (s.random_fd.valid()) return pread_full(s.random_fd.get(), buf, len, off);
   }
-  if (direct_fd_.valid() && !served_->direct_refused.load(std::memory_order_relaxed)) {
+  if (reads_direct()) {
     auto r = pread_full(direct_fd_.get(), buf, len, off);
     if (r || r.error().errnum != EINVAL) return r;
     // The daemon below passed O_DIRECT on to a filesystem that wants
@@ -180,7 +180,7 @@ void Model::release_served(std::uint64_t offset, std::uint64_t size) const {
     return;
   }
   Served& s = *served_;
-  std::call_once(s.once, [&] {
+  std::call_once(s.chunks_once, [&] {
     s.chunks = std::make_unique<std::atomic<std::uint32_t>[]>(chunks);
     // Bytes no read serves count as served: the header, and the last
     // chunk's part past the end of the file.

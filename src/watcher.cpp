@@ -47,6 +47,12 @@ void watch_tree(int fd, const std::string& path, const std::string& skip, int de
   ::closedir(d);
 }
 
+// One FNV-1a step over `n` bytes.
+void mix(std::uint64_t& h, const void* p, std::size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+}
+
 // Mixes an entry's identity into `h`.
 void mix_identity(std::uint64_t& h, const struct stat& st) {
   for (auto v : {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
@@ -55,8 +61,7 @@ void mix_identity(std::uint64_t& h, const struct stat& st) {
                  static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
                  static_cast<std::uint64_t>(st.st_ctim.tv_sec),
                  static_cast<std::uint64_t>(st.st_ctim.tv_nsec)}) {
-    const auto* b = reinterpret_cast<const unsigned char*>(&v);
-    for (std::size_t i = 0; i < sizeof v; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+    mix(h, &v, sizeof v);
   }
 }
 
@@ -77,9 +82,7 @@ void digest_tree(const std::string& path, const std::string& skip, int depth, st
   for (const std::string& n : names) {
     std::string full = path + "/" + n;
     if (full == skip) continue;
-    for (char c : std::string_view(n.c_str(), n.size() + 1)) {
-      h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
-    }
+    mix(h, n.c_str(), n.size() + 1);
     struct stat st {};
     if (::lstat(full.c_str(), &st) != 0) continue;
     const bool link = S_ISLNK(st.st_mode);

@@ -111,9 +111,12 @@ class Model {
   ReadPath read_path_ = ReadPath::kAuto;
   std::unique_ptr<std::atomic<std::uint64_t>> intact_ =
       std::make_unique<std::atomic<std::uint64_t>>(0);
-  // Bytes served per 2 MiB chunk, made on the first release_served().
+  // State the reading threads share, behind a pointer so that a Model
+  // stays movable: bytes served per 2 MiB chunk (made on the first
+  // release_served()), the mapping's advice, the small-read descriptor,
+  // and whether O_DIRECT was refused.
   struct Served {
-    std::once_flag once;
+    std::once_flag chunks_once;
     std::once_flag advice_once;
     std::once_flag random_once;
     UniqueFd random_fd;  // for small reads of a mapped source (read())
