@@ -139,15 +139,30 @@ class Bench:
         self.big_header_size = len(text)
 
     # ---- mounts ----
-    def mount_stfs(self, source, *opts):
+    def mount_stfs(self, source, *opts, binary=None):
         mp = tempfile.mkdtemp(prefix="stfs-bench-", dir=self.work)
-        p = subprocess.Popen([self.stfs, "-f", *opts, source, mp], stdin=subprocess.DEVNULL,
+        p = subprocess.Popen([binary or self.stfs, "-f", *opts, source, mp], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_mount(mp, p)
         os.stat(mp)  # first request after INIT (readahead is raised then)
         self.mounts.append(mp)
         self.procs.append(p)
         return mp, p
+
+    def first_read(self, binary, opts=(), warm_paths=()):
+        """GiB/s of one read of every tensor file through a fresh mount by
+        `binary`: page cache dropped, then `warm_paths` read natively. One
+        stfs mounted at a time: a daemon's mapping would keep the source's
+        pages from being dropped by another."""
+        total = sum(s for _, _, s in self.tensors) / GiB
+        mp, p = self.mount_stfs(self.model, *opts, binary=binary)
+        drop_caches()
+        for path in warm_paths:
+            warm(path)
+        bw = total / timed(lambda: self.read_all_files(mp))
+        self.umount(mp, p)
+        os.rmdir(mp)
+        return bw
 
     def mount_squash(self):
         mp = tempfile.mkdtemp(prefix="sq-bench-", dir=self.work)
@@ -336,27 +351,13 @@ class Bench:
 
     def first_read_pairs(self, pairs=15):
         """First read, this build against squashfuse_ll and a baseline build,
-        alternating. One stfs mounted at a time: a daemon's mapping would keep
-        the source's pages from being dropped by the other."""
+        alternating."""
         total = sum(s for _, _, s in self.tensors) / GiB
         sq, _ = self.mount_squash()
         ratios_sq, ratios_base, mine_bw = [], [], []
 
         def stfs_read(binary):
-            mp = tempfile.mkdtemp(prefix="stfs-pair-", dir=self.work)
-            p = subprocess.Popen([binary, "-f", self.model, mp], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_mount(mp, p)
-            os.stat(mp)  # first request after INIT (readahead is raised then)
-            self.mounts.append(mp)
-            self.procs.append(p)
-            drop_caches()
-            warm(self.model)
-            warm(self.image)
-            bw = total / timed(lambda: self.read_all_files(mp))
-            self.umount(mp, p)
-            os.rmdir(mp)
-            return bw
+            return self.first_read(binary, warm_paths=(self.model, self.image))
 
         def sq_read():
             drop_caches()
@@ -387,28 +388,14 @@ class Bench:
         """First read with the source on disk (not in the page cache): this
         build against a baseline build (or against source_cache=keep without
         one), alternating. The disk's own speed varies run to run here."""
-        total = sum(s for _, _, s in self.tensors) / GiB
-        other = (self.baseline, []) if self.baseline else (self.stfs, ["-o", "source_cache=keep"])
-
-        def read(binary, opts):
-            mp = tempfile.mkdtemp(prefix="stfs-cold-", dir=self.work)
-            p = subprocess.Popen([binary, "-f", self.model, mp] + opts, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_mount(mp, p)
-            os.stat(mp)
-            self.mounts.append(mp)
-            self.procs.append(p)
-            drop_caches()
-            bw = total / timed(lambda: self.read_all_files(mp))
-            self.umount(mp, p)
-            os.rmdir(mp)
-            return bw
+        other = (self.baseline, ()) if self.baseline else (self.stfs, ("-o", "source_cache=keep"))
 
         mine, theirs, ratios = [], [], []
         for i in range(pairs):
             got = {}
             for name in (("mine", "other") if i % 2 == 0 else ("other", "mine")):
-                got[name] = read(self.stfs, []) if name == "mine" else read(*other)
+                got[name] = (self.first_read(self.stfs) if name == "mine"
+                             else self.first_read(*other))
             mine.append(got["mine"])
             theirs.append(got["other"])
             ratios.append(got["mine"] / got["other"])
