@@ -9,9 +9,9 @@
 
 #include <unistd.h>
 
-#include "stfs/model.hpp"
-#include "stfs/safetensors.hpp"
-#include "stfs/tree.hpp"
+#include "stfs/source/model.hpp"
+#include "stfs/format/safetensors.hpp"
+#include "stfs/namespace/tree.hpp"
 
 namespace {
 

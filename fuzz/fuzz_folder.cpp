@@ -19,8 +19,8 @@
 #include <cstring>
 #include <string>
 
-#include "stfs/filesystem.hpp"
-#include "stfs/tree.hpp"
+#include "stfs/mount/filesystem.hpp"
+#include "stfs/namespace/tree.hpp"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "stfs/json_writer.hpp"
-#include "stfs/names.hpp"
-#include "stfs/safetensors.hpp"
+#include "stfs/format/json_writer.hpp"
+#include "stfs/namespace/names.hpp"
+#include "stfs/format/safetensors.hpp"
 
 namespace {
 

@@ -11,9 +11,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "stfs/filesystem.hpp"
-#include "stfs/model.hpp"
-#include "stfs/tree.hpp"
+#include "stfs/mount/filesystem.hpp"
+#include "stfs/source/model.hpp"
+#include "stfs/namespace/tree.hpp"
 
 namespace {
 void check(bool ok) {

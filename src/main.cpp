@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "stfs/check.hpp"
-#include "stfs/daemon.hpp"
-#include "stfs/logging.hpp"
-#include "stfs/options.hpp"
+#include "stfs/source/check.hpp"
+#include "stfs/mount/daemon.hpp"
+#include "stfs/mount/logging.hpp"
+#include "stfs/mount/options.hpp"
 
 #ifndef STFS_VERSION
 #define STFS_VERSION "unknown"

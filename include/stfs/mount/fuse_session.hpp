@@ -1,0 +1,28 @@
+// Serving a Filesystem through libfuse's low-level API. The implementation
+// (fuse_adapter.cpp) is the only file that includes fuse_lowlevel.h.
+#pragma once
+
+#include <functional>
+
+#include "stfs/mount/live.hpp"
+#include "stfs/mount/options.hpp"
+
+namespace stfs {
+
+struct SessionHooks {
+  // Runs once, from the loop, when the kernel's INIT arrives (the mount
+  // answers).
+  std::function<void()> on_ready;
+  // Runs once the loop has ended, before unmounting.
+  std::function<void()> on_stopping;
+  // A source answered ESTALE or vanished: the folder should be read again.
+  // Called from request threads; must not block.
+  std::function<void()> on_source_gone;
+};
+
+// Mounts `live` at opts.mountpoint and serves it until it is unmounted or a
+// SIGTERM, SIGINT or SIGHUP arrives; then unmounts. Returns 0 after a clean
+// run, 3 if the mount failed.
+int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks);
+
+}  // namespace stfs

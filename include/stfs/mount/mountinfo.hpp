@@ -1,0 +1,28 @@
+// Reading /proc/self/mountinfo, and the per-mount readahead knob it leads to.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "stfs/base/result.hpp"
+
+namespace stfs {
+
+struct MountEntry {
+  std::string device;  // "maj:min"
+  std::string mountpoint;
+  std::string fstype;  // "fuse.stfs"
+  std::string source;
+};
+
+// The topmost mount at exactly `path` (already canonical), if any. Reads
+// only /proc, never the path itself, so it is safe before a FUSE loop runs.
+std::optional<MountEntry> find_mount(const std::string& path);
+
+// Decodes mountinfo's octal escapes ("\040" is a space).
+std::string unescape_mountinfo(std::string_view field);
+
+// Sets /sys/class/bdi/<maj:min>/read_ahead_kb of the mount at `path`.
+Result<void> set_read_ahead_kb(const std::string& path, unsigned kb);
+
+}  // namespace stfs

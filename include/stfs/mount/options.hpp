@@ -1,0 +1,61 @@
+// Mount options: the command line of a mount, parsed and checked before
+// anything is opened (DESIGN.md §1).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stfs/base/result.hpp"
+#include "stfs/format/safetensors.hpp"
+#include "stfs/namespace/tree.hpp"
+
+namespace stfs {
+
+struct MountOptions {
+  std::string source;            // canonical once run_mount has checked it
+  std::string source_as_given;   // absolute, links kept (the access rule walks them)
+  std::string mountpoint;
+  bool foreground = false;     // -f
+  bool debug = false;          // -d (implies -f)
+  bool single_thread = false;  // -s
+  bool verbose = false;        // -v
+  bool rw_requested = false;   // "rw" was given; the mount is read-only anyway
+  bool helper = false;         // run as mount.stfs / mount.fuse.stfs
+  bool fake = false;           // mount helper -f: validate everything, mount nothing
+  bool sloppy = false;         // mount helper -s: unknown -o options are warnings
+  bool auto_unmount = false;   // -o auto_unmount: unmount when the daemon dies, however
+  unsigned threads = 8;        // -o threads=N: most worker threads of the loop
+  // -o read_ahead_kb=N|off: the mount's readahead when running as root.
+  std::optional<unsigned> read_ahead_kb = 1024;
+  // -o read_path=auto|mmap|pread: how source bytes are served (model.hpp).
+  ReadPath read_path = ReadPath::kAuto;
+  // -o poll=SECONDS: how often a folder source is compared for changes
+  // (0: never). Unset: 5 s on network and FUSE filesystems, where inotify
+  // is blind to other clients; inotify alone on local ones.
+  std::optional<unsigned> poll;
+  // -o source_cache=drop|keep: once a READ is answered, drop the source's
+  // own cached copy of those bytes (the mount's page cache holds them now).
+  bool drop_source_cache = true;
+  AttrOptions attr;    // -o uid=, gid=, umask=
+  ViewOptions views;   // -o npy
+  Limits limits;       // -o max_header=, max_tensors=
+  std::string fsname;  // -o fsname= (default: the source path)
+  // FUSE and mount options handed to libfuse as they are (allow_other...).
+  std::vector<std::string> fuse_options;
+  // Options accepted but ignored, for -v to report.
+  std::vector<std::string> dropped;
+  // Unknown options ignored under sloppy mode; each gets a warning.
+  std::vector<std::string> unknown;
+};
+
+// Applies one comma-separated -o list. Fails (EINVAL) on an unknown or
+// malformed option, naming it; with opts.sloppy an unknown option is only
+// recorded in opts.dropped (malformed known options still fail).
+Result<void> apply_mount_options(std::string_view list, MountOptions& opts);
+
+// The help text for -o options, for --help.
+std::string_view mount_options_help();
+
+}  // namespace stfs

@@ -1,0 +1,107 @@
+#include "stfs/format/json_writer.hpp"
+
+namespace stfs {
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  // Fast path: most names need no escape at all.
+  bool plain = true;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    out.append(s);
+    out += '"';
+    return;
+  }
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string json_uint_array(std::span<const std::uint64_t> v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(v[i]);
+  }
+  out += ']';
+  return out;
+}
+
+void append_string_map(std::string& out,
+                       std::span<const std::pair<std::string, std::string>> kv) {
+  out += '{';
+  bool first = true;
+  for (const auto& [k, v] : kv) {
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, k);
+    out += ':';
+    append_json_string(out, v);
+  }
+  out += '}';
+}
+
+void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t begin,
+                         std::uint64_t end) {
+  append_json_string(out, t.name);
+  out += ":{\"dtype\":\"";
+  out += dtype_name(t.dtype);
+  out += "\",\"shape\":";
+  out += json_uint_array(t.shape);
+  out += ",\"data_offsets\":[";
+  out += std::to_string(begin);
+  out += ',';
+  out += std::to_string(end);
+  out += "]}";
+}
+
+std::string header_json(const Header& h) {
+  std::string out = "{";
+  bool first = true;
+  if (h.has_metadata) {
+    out += "\"__metadata__\":";
+    append_string_map(out, h.metadata);
+    first = false;
+  }
+  for (const TensorInfo& t : h.tensors) {
+    if (!first) out += ',';
+    first = false;
+    append_tensor_entry(out, t, t.begin, t.end);
+  }
+  out += "}\n";
+  return out;
+}
+
+std::string metadata_json(const Header& h) {
+  std::string out;
+  append_string_map(out, h.metadata);
+  out += '\n';
+  return out;
+}
+
+}  // namespace stfs

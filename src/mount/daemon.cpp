@@ -1,0 +1,429 @@
+// Mount lifecycle. The parent does every check that can fail with a clear
+// message on the user's terminal (source, mountpoint), then forks; the child
+// mounts and reports through a pipe: one byte, 0 once the kernel's INIT has
+// arrived, or an exit code. libfuse 3.14's own fuse_daemonize parent always
+// exits 0, which is the "mount said OK, then the directory is dead" bug
+// this avoids.
+#include "stfs/mount/daemon.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "stfs/mount/filesystem.hpp"
+#include "stfs/mount/fuse_session.hpp"
+#include "stfs/mount/live.hpp"
+#include "stfs/mount/logging.hpp"
+#include "stfs/source/model.hpp"
+#include "stfs/mount/mountinfo.hpp"
+#include "stfs/source/path_walk.hpp"
+#include "stfs/mount/sd_notify.hpp"
+#include "stfs/namespace/tree.hpp"
+#include "stfs/namespace/watcher.hpp"
+
+namespace stfs {
+namespace {
+
+Result<std::string> canonical(const std::string& path) {
+  char buf[PATH_MAX];
+  if (!::realpath(path.c_str(), buf)) {
+    int e = errno;
+    return unexpected(Error{e, std::strerror(e)});
+  }
+  return std::string(buf);
+}
+
+int mountpoint_error(const std::string& mp, int e) {
+  if (e == ENOTCONN) {
+    // What a killed FUSE daemon leaves behind.
+    spdlog::error(
+        "cannot mount on {}: {}: the FUSE daemon that served it died; clear it with "
+        "'fusermount3 -u {}'",
+        mp, std::strerror(e), mp);
+  } else {
+    spdlog::error("cannot mount on {}: {}", mp, std::strerror(e));
+  }
+  return kExitMountFailed;
+}
+
+// Checks the mountpoint before anything is mounted; returns an exit code.
+int check_mountpoint(MountOptions& o) {
+  auto mp = canonical(o.mountpoint);
+  if (!mp) return mountpoint_error(o.mountpoint, mp.error().errnum);
+  o.mountpoint = *mp;
+  struct stat st {};
+  if (::stat(o.mountpoint.c_str(), &st) != 0) return mountpoint_error(o.mountpoint, errno);
+  if (!S_ISDIR(st.st_mode)) {
+    spdlog::error("cannot mount on {}: not a directory", o.mountpoint);
+    return kExitMountFailed;
+  }
+  if (auto m = find_mount(o.mountpoint)) {
+    spdlog::error("cannot mount on {}: busy, {} from {} is already mounted there", o.mountpoint,
+                  m->fstype, m->source);
+    return kExitMountFailed;
+  }
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+    int e = errno;
+    spdlog::error("cannot mount on {}: /dev/fuse: {}", o.mountpoint, std::strerror(e));
+    return kExitMountFailed;
+  }
+  return kExitOk;
+}
+
+// The exit code for a source that failed with `e`: 2 when there is no
+// valid source there (missing, not a regular file, a link into the mount),
+// 3 when it exists but cannot be read or mapped (an I/O failure).
+int exit_for(int e) {
+  return e == ENOENT || e == ENOTDIR || e == EINVAL || e == ELOOP ? kExitInvalidSource
+                                                                   : kExitMountFailed;
+}
+
+// A file source that failed to load: the exit code (2 invalid or missing,
+// 3 unreadable) and what to tell the user.
+struct LoadFailure {
+  int exit_code = kExitInvalidSource;
+  std::string message;
+};
+
+// The tree of a file source. It is walked as given, links and all (the
+// access rule needs every directory a reader must search to reach the
+// file), opened once, validated and prepared. `hashed`: inode numbers from
+// the file's identity, for a polled source that may be replaced.
+Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
+  PathWalker walker(o.mountpoint);
+  auto w = walker.walk(o.source_as_given);
+  if (!w) return unexpected(LoadFailure{exit_for(w.error().errnum), w.error().message});
+  struct stat fst {};
+  auto fd = PathWalker::open_regular(*w, fst);
+  if (!fd) return unexpected(LoadFailure{exit_for(fd.error().errnum), fd.error().message});
+  auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
+  if (!model) {
+    const ModelError& e = model.error();
+    std::string rule = e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "";
+    return unexpected(LoadFailure{
+        e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource,
+        e.message + rule});
+  }
+  if (auto r = model->prepare(o.read_path); !r) {
+    // It exists and is valid, but cannot be served.
+    return unexpected(LoadFailure{kExitMountFailed, r.error().message});
+  }
+  spdlog::info("{}: served with {}", o.source, model->read_path_name());
+  auto tree = Tree::for_model(std::move(model).value(), o.attr, o.views, walker.presented(*w),
+                              hashed);
+  if (!tree) {
+    const int e = tree.error().errnum;
+    return unexpected(LoadFailure{e == EEXIST ? kExitInvalidSource : exit_for(e),
+                                  tree.error().message});
+  }
+  return std::move(tree).value();
+}
+
+// Opens and validates the source and builds the filesystem; exit code 2
+// for an invalid or missing source, 3 for one that cannot be read.
+// `polled`: the source will be compared for changes every few seconds.
+int load(const MountOptions& o, bool polled, std::unique_ptr<Filesystem>& out) {
+  struct stat st {};
+  if (::stat(o.source.c_str(), &st) != 0) {
+    const int e = errno;
+    spdlog::error("cannot mount {}: {}", o.source, std::strerror(e));
+    return exit_for(e);
+  }
+  Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
+  if (S_ISDIR(st.st_mode)) {
+    // A model folder: invalid files inside are left out with a warning.
+    tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
+                               nullptr, o.read_path);
+    if (!tree) {
+      spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
+      return tree.error().errnum == EEXIST ? kExitInvalidSource : exit_for(tree.error().errnum);
+    }
+  } else {
+    auto t = load_file(o, polled);
+    if (!t) {
+      spdlog::error("cannot mount {}: {}", o.source, t.error().message);
+      return t.error().exit_code;
+    }
+    tree = std::move(t).value();
+  }
+  const std::size_t count = tree->tensor_count();
+  auto fs = Filesystem::create(std::move(tree).value());
+  if (!fs) {
+    spdlog::error("cannot mount {}: {}", o.source, fs.error().message);
+    return kExitInvalidSource;
+  }
+  out = std::move(fs).value();
+  spdlog::info("serving {} tensors from {} on {}", count, o.source, o.mountpoint);
+  return kExitOk;
+}
+
+// The next tree of a changed source, or nullopt (with a warning) when what
+// is there now cannot be served: the old tree then stays.
+std::optional<Tree> rebuild_tree(const MountOptions& o, bool folder, const Tree& previous) {
+  std::string why;
+  if (folder) {
+    // Unchanged files keep their open source and mapping (and so their
+    // inode numbers): descriptors scale with distinct files, not with
+    // generations kept alive by long readers.
+    auto t = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
+                                 &previous, o.read_path);
+    if (t) return std::move(t).value();
+    why = t.error().message;
+  } else {
+    // A file source is opened again whole; open files keep the generation
+    // they started with and see the new file at their next open.
+    auto t = load_file(o, /*hashed=*/true);
+    if (t) return std::move(t).value();
+    why = t.error().message;
+  }
+  spdlog::warn("{} changed, but cannot be read again: {}; still serving the old tree", o.source,
+               why);
+  return std::nullopt;
+}
+
+// How often to compare the source for changes: -o poll=, else 5 s on
+// network and FUSE filesystems (inotify never hears other clients there),
+// else never (inotify does it for a folder; a local file source is served
+// as it was at mount time).
+unsigned poll_seconds(const MountOptions& o) {
+  if (o.poll) return *o.poll;
+  struct statfs sf {};
+  if (::statfs(o.source.c_str(), &sf) == 0 && is_remote_filesystem(static_cast<long>(sf.f_type))) {
+    return 5;
+  }
+  return 0;
+}
+
+// Sends WATCHDOG=1 at half the interval systemd asked for, until stopped.
+class Watchdog {
+ public:
+  ~Watchdog() { stop(); }
+  void start() {
+    auto interval = sd_watchdog_interval();
+    if (!interval || thread_.joinable()) return;
+    thread_ = std::thread([this, half = *interval / 2] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, half, [this] { return stopping_; })) sd_notify("WATCHDOG=1");
+    });
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Whether /etc/fuse.conf lets users ask for allow_other.
+bool fuse_conf_allows_other() {
+  std::ifstream in("/etc/fuse.conf");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    auto e = line.find_last_not_of(" \t\r");
+    if (line.substr(b, e - b + 1) == "user_allow_other") return true;
+  }
+  return false;
+}
+
+bool has_option(const MountOptions& o, std::string_view name) {
+  for (const std::string& f : o.fuse_options) {
+    if (f == name) return true;
+  }
+  return false;
+}
+
+void redirect_stdio_to_null() {
+  int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  ::dup2(fd, 0);
+  ::dup2(fd, 1);
+  ::dup2(fd, 2);
+  if (fd > 2) ::close(fd);
+}
+
+}  // namespace
+
+// A folder source keeps one fd per file it serves; the default soft limit
+// (1024) is below what a large model folder needs, so take the hard limit.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int run_mount(MountOptions o) {
+  raise_fd_limit();
+  auto src = canonical(o.source);
+  if (!src) {
+    spdlog::error("cannot mount {}: {}", o.source, src.error().message);
+    return kExitInvalidSource;
+  }
+  o.source_as_given = o.source;
+  if (!o.source.starts_with("/")) {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof cwd)) o.source_as_given = std::string(cwd) + "/" + o.source;
+  }
+  o.source = *src;
+  // mount(8) hands helpers "rw" by default: say so only when asked (-v) or
+  // when rw came from stfs's own command line.
+  if (o.rw_requested && (o.verbose || !o.helper)) {
+    spdlog::warn("{}: 'rw' ignored, stfs mounts are always read-only", o.source);
+  }
+  for (const std::string& d : o.dropped) spdlog::info("option '{}' accepted and ignored", d);
+  for (const std::string& u : o.unknown) spdlog::warn("unknown mount option '{}' ignored", u);
+
+  // As root (fstab, systemd), let other users in: default_permissions and
+  // the source's own modes still decide who reads what.
+  if (::geteuid() == 0) {
+    if (!has_option(o, "allow_other") && !has_option(o, "allow_root")) {
+      o.fuse_options.push_back("allow_other");
+    }
+  } else if ((has_option(o, "allow_other") || has_option(o, "allow_root")) &&
+             !fuse_conf_allows_other()) {
+    spdlog::error(
+        "cannot mount on {}: allow_other and allow_root need 'user_allow_other' in "
+        "/etc/fuse.conf for a mount by a user other than root",
+        o.mountpoint);
+    return kExitMountFailed;
+  }
+
+  if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
+  std::unique_ptr<Filesystem> fs;
+  // A folder is watched (inotify, or a poll where inotify is blind); a file
+  // source only where polled. Either is rebuilt when it changes: requests
+  // move to the new tree as a whole, open files keep theirs.
+  struct stat sst {};
+  const bool folder = ::stat(o.source.c_str(), &sst) == 0 && S_ISDIR(sst.st_mode);
+  const unsigned poll = poll_seconds(o);
+  if (int rc = load(o, !folder && poll > 0, fs); rc != kExitOk) return rc;
+  if (o.fake) {
+    spdlog::info("fake mount of {} on {}: everything checks out", o.source, o.mountpoint);
+    return kExitOk;
+  }
+
+  const bool dynamic = fs->tree().hashed_inos();
+  if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
+  LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
+  FolderWatcher watcher(folder ? o.source : o.source_as_given, o.mountpoint, [&live, &o, folder] {
+    auto previous = live.current();
+    auto tree = rebuild_tree(o, folder, previous->tree());
+    previous.reset();
+    if (!tree) return;
+    const std::size_t n = tree->tensor_count();
+    auto next = Filesystem::create(std::move(*tree));
+    if (!next) {
+      spdlog::warn("{} changed, but cannot be served: {}", o.source, next.error().message);
+      return;
+    }
+    live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
+    spdlog::info("{} changed: now serving {} tensors", o.source, n);
+  }, poll);
+  const std::string status_line = "STATUS=serving " +
+                                  std::to_string(live.current()->tree().tensor_count()) +
+                                  " tensors from " + o.source + " on " + o.mountpoint;
+  Watchdog watchdog;
+  // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1
+  // when the loop ends, and watchdog pings in between if it asked for them.
+  auto notify_ready = [&] {
+    sd_notify("READY=1\n" + status_line);
+    watchdog.start();
+    if (dynamic) watcher.start();
+  };
+  auto notify_stopping = [&] {
+    watcher.stop();
+    watchdog.stop();
+    sd_notify("STOPPING=1");
+  };
+
+  // A source read that finds its file gone (ESTALE on NFS) asks the watcher
+  // for a rebuild, which opens what is there now.
+  auto source_gone = [&watcher, dynamic] {
+    if (dynamic) watcher.poke();
+  };
+  if (o.foreground) return serve(live, o, {notify_ready, notify_stopping, source_gone});
+
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    spdlog::error("cannot create a pipe: {}", std::strerror(errno));
+    return kExitMountFailed;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("cannot fork: {}", std::strerror(errno));
+    return kExitMountFailed;
+  }
+  if (pid > 0) {
+    ::close(status_pipe[1]);
+    unsigned char status = 0;
+    ssize_t n;
+    do {
+      n = ::read(status_pipe[0], &status, 1);
+    } while (n < 0 && errno == EINTR);
+    ::close(status_pipe[0]);
+    if (n == 1 && status == 0) return kExitOk;
+    // The child failed before the mount answered; it has said why on our
+    // shared stderr. Reap it so nothing is left behind.
+    int ws = 0;
+    while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    if (n == 1) return status;
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) return WEXITSTATUS(ws);
+    spdlog::error("the stfs daemon for {} died before the mount was ready", o.mountpoint);
+    return kExitMountFailed;
+  }
+
+  // Child: a daemon in its own session, out of the way of the mountpoint.
+  ::close(status_pipe[0]);
+  ::setsid();
+  if (::chdir("/") != 0) {
+    // "/" always exists; nothing to do but go on.
+  }
+  int ready_fd = status_pipe[1];
+  auto on_ready = [&ready_fd, &o, &notify_ready] {
+    notify_ready();
+    if (ready_fd < 0) return;
+    unsigned char ok = 0;
+    ssize_t w = ::write(ready_fd, &ok, 1);
+    (void)w;
+    ::close(ready_fd);
+    ready_fd = -1;
+    // From here on nobody reads our terminal output: log to syslog.
+    redirect_stdio_to_null();
+    init_logging(LogTarget::kSyslog, o.verbose, o.debug);
+  };
+  int rc = serve(live, o, {on_ready, notify_stopping, source_gone});
+  if (ready_fd >= 0) {
+    unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
+    ssize_t w = ::write(ready_fd, &code, 1);
+    (void)w;
+    ::close(ready_fd);
+  }
+  ::_exit(rc);
+}
+
+}  // namespace stfs

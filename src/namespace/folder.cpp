@@ -1,0 +1,187 @@
+// Model folders (DESIGN.md §4): a directory source mirrored recursively.
+#include <dirent.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include "shards.hpp"
+#include "stfs/source/path_walk.hpp"
+#include "stfs/namespace/tree.hpp"
+#include "tree_builder.hpp"
+
+namespace stfs {
+namespace {
+
+// Deeper folders than this are left out: no model layout needs them, and
+// the bound keeps a hostile tree from exhausting anything.
+constexpr int kMaxDepth = 32;
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) {
+    spdlog::warn("cannot list {}: {}", path, std::strerror(errno));
+    return names;
+  }
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// What identifies an unchanged source across rebuilds.
+struct Identity {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  std::int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+  bool model;  // parsed as safetensors, or served plain
+  bool operator==(const Identity&) const = default;
+};
+struct IdentityHash {
+  std::size_t operator()(const Identity& k) const {
+    std::size_t h = std::hash<std::uint64_t>()(static_cast<std::uint64_t>(k.ino));
+    for (auto v : {static_cast<std::uint64_t>(k.dev), static_cast<std::uint64_t>(k.size),
+                   static_cast<std::uint64_t>(k.mtime_ns), static_cast<std::uint64_t>(k.ctime_ns)}) {
+      h = h * 0x9E3779B97F4A7C15ULL ^ std::hash<std::uint64_t>()(v);
+    }
+    return h;
+  }
+};
+Identity identity(const struct stat& st, bool model) {
+  return {st.st_dev,         st.st_ino,          st.st_size, st.st_mtim.tv_sec,
+          st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, model};
+}
+using Reuse = std::unordered_map<Identity, std::shared_ptr<const Model>, IdentityHash>;
+
+class FolderScan {
+ public:
+  FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip,
+             const Reuse& reuse, ReadPath read_path)
+      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse), read_path_(read_path) {}
+
+  void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
+    if (depth > kMaxDepth) {
+      spdlog::warn("{}: left out, deeper than {} levels", path, kMaxDepth);
+      return;
+    }
+    std::map<std::string, std::uint32_t> models;  // X.safetensors -> source
+    std::vector<std::pair<std::string, std::uint32_t>> indexes;  // name, source
+    std::vector<std::string> names = list_dir(path);
+    for (const std::string& name : names) {
+      const std::string full = path + "/" + name;
+      if (!skip_.empty() && full == skip_) continue;  // our own mountpoint
+      struct stat lst {};
+      if (::lstat(full.c_str(), &lst) != 0) continue;
+      if (!S_ISDIR(lst.st_mode) && !S_ISREG(lst.st_mode) && !S_ISLNK(lst.st_mode)) continue;
+      // Every entry is resolved as the kernel would, so the access rule
+      // sees each directory a reader must search to reach it.
+      auto w = walker_.walk(full);
+      if (!w) {
+        spdlog::warn("{}: left out: {}", full, w.error().message);
+        continue;
+      }
+      if (S_ISDIR(lst.st_mode)) {
+        scan(b_.add_dir(dir, name, b_.add_stat(w->st, walker_.presented(*w))), w->path,
+             depth + 1);
+        continue;
+      }
+      // Links are followed only to regular files (a Hugging Face snapshot
+      // is a folder of links into blobs/); links to folders could loop.
+      if (!S_ISREG(w->st.st_mode)) {
+        spdlog::info("{}: not a regular file, left out", full);
+        continue;
+      }
+      const bool is_model = name.ends_with(".safetensors");
+      auto src = source(*w, full, is_model);
+      if (!src) continue;
+      if (is_model) {
+        auto sub = b_.add_dir(dir, name, b_.add_model_stat(*src));
+        b_.add_model_contents(sub, *src);
+        models[name] = *src;
+      } else {
+        b_.add_file(dir, name, *src, b_.add_model_stat(*src));
+        if (name.ends_with(".safetensors.index.json")) indexes.emplace_back(name, *src);
+      }
+    }
+    TreeBuilder::Id packed_dir = 0;  // __packed__, made with the first packed file
+    for (const auto& [index, src] : indexes) {
+      add_merged_view(b_, dir, path, index, src, names, models, packed_dir);
+    }
+  }
+
+ private:
+  // The source for a walked regular file: the previous tree's when its
+  // identity is unchanged, else opened, validated and mapped. One that
+  // cannot be (invalid, a /sys file, address space exhausted) is left out
+  // with a warning, never the folder.
+  std::optional<std::uint32_t> source(const PathWalker::Walked& w, const std::string& full,
+                                      bool is_model) {
+    const mode_t perm = walker_.presented(w);
+    if (auto it = reuse_.find(identity(w.st, is_model)); it != reuse_.end()) {
+      return b_.add_source(it->second, perm);
+    }
+    struct stat st {};
+    auto fd = PathWalker::open_regular(w, st);
+    if (!fd) {
+      spdlog::warn("{}: left out: {}", full, fd.error().message);
+      return std::nullopt;
+    }
+    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_)
+                      : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
+    if (!m) {
+      const ModelError& e = m.error();
+      spdlog::warn("{}: left out: {}{}", full, e.message,
+                   e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
+      return std::nullopt;
+    }
+    if (auto r = m->prepare(read_path_); !r) {
+      spdlog::warn("{}: left out: {}", full, r.error().message);
+      return std::nullopt;
+    }
+    spdlog::info("{}: served with {}", full, m->read_path_name());
+    return b_.add_source(std::make_shared<const Model>(std::move(m).value()), perm);
+  }
+
+  TreeBuilder& b_;
+  const Limits& limits_;
+  PathWalker& walker_;
+  const std::string& skip_;
+  const Reuse& reuse_;
+  ReadPath read_path_;
+};
+
+}  // namespace
+
+Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
+                                 const Limits& limits, const ViewOptions& views,
+                                 const std::string& skip, const Tree* previous,
+                                 ReadPath read_path) {
+  Reuse reuse;
+  if (previous) {
+    for (std::uint32_t i = 0; i < previous->model_count(); ++i) {
+      const Model& m = previous->model(i);
+      reuse.emplace(identity(m.st(), m.is_safetensors()), previous->model_ptr(i));
+    }
+  }
+  PathWalker walker(skip);
+  auto w = walker.walk(root);
+  if (!w) return unexpected(w.error());
+  if (!S_ISDIR(w->st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});
+  struct stat st = w->st;
+  st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
+  TreeBuilder b(attr, st, views);
+  FolderScan(b, limits, walker, skip, reuse, read_path).scan(0, w->path, 0);
+  return b.finish(/*hashed=*/true, /*leave_out_clashes=*/true);
+}
+
+}  // namespace stfs

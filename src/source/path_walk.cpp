@@ -1,0 +1,169 @@
+// Path resolution with the directories it searches, and the safe open.
+#include "stfs/source/path_walk.hpp"
+
+#include <fcntl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+
+namespace stfs {
+namespace {
+
+constexpr int kMaxLinks = 40;  // the kernel's own limit
+
+Error sys_error(int e, const std::string& what) {
+  return Error{e, what + ": " + std::strerror(e)};
+}
+
+std::string parent_of(const std::string& p) {
+  auto slash = p.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+  // Appends (rather than "/" + name, which gcc 12 -Wrestrict misreads).
+  std::string out;
+  out.reserve(dir.size() + 1 + name.size());
+  if (dir != "/") out.append(dir);
+  out.push_back('/');
+  out.append(name);
+  return out;
+}
+
+void split_into(std::string_view path, std::deque<std::string>& out, bool front) {
+  std::vector<std::string> parts;
+  std::size_t i = 0;
+  while (i <= path.size()) {
+    std::size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.emplace_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  if (front) {
+    out.insert(out.begin(), parts.begin(), parts.end());
+  } else {
+    out.insert(out.end(), parts.begin(), parts.end());
+  }
+}
+
+}  // namespace
+
+AccessSubject access_subject(const std::string& path, const struct stat& st) {
+  AccessSubject s;
+  s.uid = st.st_uid;
+  s.gid = st.st_gid;
+  s.mode = st.st_mode & 07777;
+  char buf[4096];
+  ssize_t n = ::lgetxattr(path.c_str(), "system.posix_acl_access", buf, sizeof buf);
+  if (n >= 0) {
+    s.acl = parse_acl_xattr(std::string_view(buf, static_cast<std::size_t>(n)));
+    if (!s.acl) s.acl_unknown = true;
+  } else if (errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
+    s.acl_unknown = true;  // an ACL we cannot read may deny anyone anything
+  }
+  return s;
+}
+
+bool PathWalker::forbidden(const std::string& p) const {
+  if (forbidden_.empty()) return false;
+  if (forbidden_ == "/") return true;
+  return p == forbidden_ ||
+         (p.size() > forbidden_.size() && p.starts_with(forbidden_) && p[forbidden_.size()] == '/');
+}
+
+Result<struct stat> PathWalker::lstat_cached(const std::string& p) {
+  if (auto it = lstat_cache_.find(p); it != lstat_cache_.end()) return it->second;
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0) return unexpected(sys_error(errno, p));
+  lstat_cache_.emplace(p, st);
+  return st;
+}
+
+const AccessSubject& PathWalker::subject(const std::string& p, const struct stat& st) {
+  auto it = subject_cache_.find(p);
+  if (it == subject_cache_.end()) it = subject_cache_.emplace(p, access_subject(p, st)).first;
+  return it->second;
+}
+
+Result<PathWalker::Walked> PathWalker::walk(const std::string& path) {
+  if (path.empty() || path[0] != '/') return unexpected(Error{EINVAL, "not an absolute path"});
+  Walked w;
+  std::deque<std::string> todo;
+  split_into(path, todo, false);
+  std::string cur = "/";
+  std::vector<std::string> searched;
+  auto search = [&](const std::string& dir) {
+    for (const std::string& s : searched) {
+      if (s == dir) return;
+    }
+    searched.push_back(dir);
+  };
+  int links = 0;
+  struct stat st {};
+  if (auto r = lstat_cached("/"); r) st = *r;
+  else return unexpected(r.error());
+  while (!todo.empty()) {
+    std::string c = std::move(todo.front());
+    todo.pop_front();
+    if (c == ".") continue;
+    if (!S_ISDIR(st.st_mode)) return unexpected(sys_error(ENOTDIR, cur));
+    search(cur);  // looking a name up in `cur` needs search permission on it
+    std::string next = c == ".." ? parent_of(cur) : join(cur, c);
+    if (forbidden(next)) {
+      return unexpected(Error{ELOOP, path + ": leads into the mountpoint " + forbidden_});
+    }
+    auto r = lstat_cached(next);
+    if (!r) return unexpected(r.error());
+    if (S_ISLNK(r->st_mode)) {
+      if (++links > kMaxLinks) return unexpected(sys_error(ELOOP, path));
+      char buf[PATH_MAX];
+      ssize_t n = ::readlink(next.c_str(), buf, sizeof buf);
+      if (n < 0) return unexpected(sys_error(errno, next));
+      std::string_view target(buf, static_cast<std::size_t>(n));
+      split_into(target, todo, true);
+      if (!target.empty() && target[0] == '/') {
+        cur.assign(1, '/');
+        auto root = lstat_cached("/");
+        if (!root) return unexpected(root.error());
+        st = *root;
+      }
+      continue;  // resolution goes on from `cur`
+    }
+    cur = std::move(next);
+    st = *r;
+  }
+  w.path = cur;
+  w.st = st;
+  for (const std::string& d : searched) {
+    auto ds = lstat_cached(d);
+    if (!ds) return unexpected(ds.error());
+    w.walked.push_back(subject(d, *ds));
+  }
+  return w;
+}
+
+mode_t PathWalker::presented(const Walked& w) {
+  return presented_mode(subject(w.path, w.st), w.walked);
+}
+
+Result<UniqueFd> PathWalker::open_regular(const Walked& w, struct stat& st) {
+  if (!S_ISREG(w.st.st_mode)) return unexpected(Error{EINVAL, "not a regular file"});
+  UniqueFd fd(::open(w.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  if (!fd.valid()) return unexpected(sys_error(errno, "cannot open"));
+  if (::fstat(fd.get(), &st) != 0) return unexpected(sys_error(errno, "cannot stat"));
+  if (!S_ISREG(st.st_mode)) return unexpected(Error{EINVAL, "not a regular file"});
+  if (st.st_dev != w.st.st_dev || st.st_ino != w.st.st_ino) {
+    return unexpected(Error{ESTALE, "replaced while being opened"});
+  }
+  // Regular files ignore O_NONBLOCK on local filesystems; some FUSE ones
+  // do not, so clear it for the reads to come.
+  int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl >= 0) ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
+}  // namespace stfs
