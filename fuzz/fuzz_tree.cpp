@@ -58,9 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     // Plans only: the daemon never reads mapped bytes itself.
     for (std::uint64_t off : {std::uint64_t{0}, n->size / 2, n->size, n->size + 1}) {
-      auto plan = f.read(ino, off, 1 << 20);
-      check(plan.has_value());
-      check(plan->size <= (off < n->size ? n->size - off : 0));
+      auto reply = f.read(ino, off, 1 << 20);
+      check(reply.has_value());
+      check(reply->size() <= (off < n->size ? n->size - off : 0));
     }
     auto names = f.listxattr(ino);
     check(names.has_value());

@@ -117,7 +117,7 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
         e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource,
         e.message + rule});
   }
-  if (auto r = model->prepare(o.read_path); !r) {
+  if (auto r = model->prepare(o.source_policy); !r) {
     // It exists and is valid, but cannot be served.
     return unexpected(LoadFailure{kExitMountFailed, r.error().message});
   }
@@ -130,6 +130,12 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
                                   tree.error().message});
   }
   return std::move(tree).value();
+}
+
+// How a folder source is read: the mount's options; `previous` is the tree
+// a rebuild replaces.
+FolderOptions folder_options(const MountOptions& o, const Tree* previous) {
+  return FolderOptions{o.attr, o.limits, o.views, o.mountpoint, previous, o.source_policy};
 }
 
 // Opens and validates the source and builds the filesystem; exit code 2
@@ -145,8 +151,7 @@ int load(const MountOptions& o, bool polled, std::unique_ptr<Filesystem>& out) {
   Result<Tree> tree = unexpected(Error{EINVAL, "unset"});
   if (S_ISDIR(st.st_mode)) {
     // A model folder: invalid files inside are left out with a warning.
-    tree = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
-                               nullptr, o.read_path);
+    tree = Tree::for_directory(o.source_as_given, folder_options(o, nullptr));
     if (!tree) {
       spdlog::error("cannot mount {}: {}", o.source, tree.error().message);
       return tree.error().errnum == EEXIST ? kExitInvalidSource : exit_for(tree.error().errnum);
@@ -178,8 +183,7 @@ std::optional<Tree> rebuild_tree(const MountOptions& o, bool folder, const Tree&
     // Unchanged files keep their open source and mapping (and so their
     // inode numbers): descriptors scale with distinct files, not with
     // generations kept alive by long readers.
-    auto t = Tree::for_directory(o.source_as_given, o.attr, o.limits, o.views, o.mountpoint,
-                                 &previous, o.read_path);
+    auto t = Tree::for_directory(o.source_as_given, folder_options(o, &previous));
     if (t) return std::move(t).value();
     why = t.error().message;
   } else {

@@ -7,7 +7,6 @@
 #include <array>
 #include <cerrno>
 
-#include "stfs/format/convert.hpp"
 #include "stfs/format/json_writer.hpp"
 #include "stfs/namespace/names.hpp"
 
@@ -68,97 +67,69 @@ Result<void> Filesystem::opendir(Ino ino) const {
   return {};
 }
 
-Result<ReadPlan> Filesystem::read(Ino ino, std::uint64_t offset, std::size_t size) const {
+Result<ReadReply, ReadError> Filesystem::read(Ino ino, std::uint64_t offset,
+                                              std::size_t size) const {
   const Node* n = tree_.node(ino);
-  if (!n) return unexpected(err(ENOENT, "no such inode"));
-  if (n->kind == NodeKind::kDir) return unexpected(err(EISDIR, "is a directory"));
-  ReadPlan plan;
-  if (n->kind == NodeKind::kF32) {
-    plan.converted = true;
-    return plan;
-  }
-  if (offset >= n->size) return plan;  // EOF
-  plan.size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
-  if (n->kind == NodeKind::kBlob) {
-    plan.data = tree_.blob(n->index).data() + offset;
-    return plan;
-  }
-  if (n->kind == NodeKind::kPacked) return read_packed(*n, offset, plan);
-  std::uint64_t data_offset = offset;
-  if (n->kind == NodeKind::kNpy) {
-    // The header from memory, then the tensor's bytes from the source.
-    const std::string& head = tree_.blob(n->blob);
-    if (offset < head.size()) {
-      plan.head = head.data() + offset;
-      plan.head_size = std::min(plan.size, static_cast<std::size_t>(head.size() - offset));
-      plan.size -= plan.head_size;
-      data_offset = 0;
-    } else {
-      data_offset = offset - head.size();
+  if (!n) return unexpected(ReadError{ENOENT, "no such inode"});
+  if (n->kind == NodeKind::kDir) return unexpected(ReadError{EISDIR, "is a directory"});
+  ReadReply r;
+  if (offset >= n->size) return r;  // EOF
+  size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
+  Result<void, ReadError> done;
+  switch (n->kind) {
+    case NodeKind::kBlob:
+      r.add_memory(tree_.blob(n->index).data() + offset, size);
+      break;
+    case NodeKind::kF32: {
+      const TensorInfo& t = tree_.tensor(*n);
+      done = r.converted(tree_.model(n->model), t.dtype, n->offset, offset, size);
+      return done ? Result<ReadReply, ReadError>(std::move(r)) : unexpected(done.error());
     }
-    if (plan.size == 0) return plan;
+    case NodeKind::kPacked:
+      if (!add_packed(*n, offset, size, r)) {
+        return unexpected(ReadError{EIO, "packed file has a gap", true, false});
+      }
+      break;
+    case NodeKind::kNpy: {
+      // The header from memory, then the tensor's bytes from the source.
+      const std::string& head = tree_.blob(n->blob);
+      std::uint64_t data_offset = offset - std::min<std::uint64_t>(offset, head.size());
+      if (offset < head.size()) {
+        const auto in_head = std::min(size, static_cast<std::size_t>(head.size() - offset));
+        r.add_memory(head.data() + offset, in_head);
+        size -= in_head;
+      }
+      r.add_source(tree_.model(n->model), n->offset + data_offset, size);
+      break;
+    }
+    default:  // kTensor, kFile
+      r.add_source(tree_.model(n->model), n->offset + offset, size);
   }
-  const Model& src = tree_.model(n->model);
-  const std::uint64_t begin = n->offset + data_offset;
-  if (auto r = check_intact(n->model, begin + plan.size); !r) return unexpected(r.error());
-  plan.model = n->model;
-  plan.source_offset = begin;
-  if (src.read_path() == ReadPath::kPread) {
-    plan.from_fd = true;  // read by the caller (read_source)
-    return plan;
-  }
-  plan.data = src.mapping().data() + begin;
-  plan.from_source = true;
-  return plan;
+  done = r.finish();
+  if (!done) return unexpected(done.error());
+  return r;
 }
 
-std::string Filesystem::truncation_message(std::uint32_t model) const {
-  const Model& m = tree_.model(model);
-  return "source " + m.path() + " shrank to " + std::to_string(m.intact()) +
-         " bytes while mounted; reads past that fail with EIO";
+bool Filesystem::in_memory(Ino ino) const {
+  const Node* n = tree_.node(ino);
+  return n && n->kind == NodeKind::kBlob;
 }
 
-Result<void> Filesystem::check_intact(std::uint32_t model, std::uint64_t end) const {
-  const Model& m = tree_.model(model);
-  auto truncated = [&] { return unexpected(err(EIO, truncation_message(model))); };
-  // A request that reaches past what is left of a truncated source fails
-  // whole: a short read would look like end of file to the reader.
-  if (end > m.intact()) return truncated();
-  // On the pread path a short read is the check (read_source). From a
-  // mapping, a source truncated into the middle of a page reads back as
-  // zeros past its end (the kernel zero-fills the tail of a mapping's last
-  // page), and no EFAULT tells us: so one fstat before every reply,
-  // answered from the inode in memory.
-  struct stat st {};
-  if (m.read_path() == ReadPath::kMmap &&
-      (::fstat(m.fd(), &st) != 0 || end > static_cast<std::uint64_t>(st.st_size))) {
-    source_fault(model);
-    return truncated();
-  }
-  return {};
-}
-
-void Filesystem::release_source_range(std::uint32_t model, std::uint64_t offset,
-                                      std::uint64_t size) const {
-  tree_.model(model).release_served(offset, size);
-}
-
-Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
-                                         ReadPlan plan) const {
-  plan.packed = true;
+// A packed file: its header from memory, then the byte ranges of shards
+// that cover [offset, offset + size).
+bool Filesystem::add_packed(const Node& n, std::uint64_t offset, std::size_t size,
+                            ReadReply& r) const {
   std::uint64_t pos = offset;
-  std::uint64_t left = plan.size;
+  std::uint64_t left = size;
   const std::string& head = tree_.blob(n.blob);
   if (pos < head.size()) {
-    ReadPiece p;
-    p.data = head.data() + pos;
-    p.size = static_cast<std::size_t>(std::min<std::uint64_t>(left, head.size() - pos));
-    plan.pieces.push_back(p);
-    pos += p.size;
-    left -= p.size;
+    const auto len = static_cast<std::size_t>(std::min<std::uint64_t>(left, head.size() - pos));
+    r.add_memory(head.data() + pos, len);
+    pos += len;
+    left -= len;
   }
   const std::vector<PackedSegment>& segs = tree_.packed(n.index);
-  // The last segment starting at or before `pos`.
+  // The last segment starting at or before `pos`; segments tile the file.
   auto it = std::upper_bound(segs.begin(), segs.end(), pos,
                              [](std::uint64_t v, const PackedSegment& g) { return v < g.file_offset; });
   if (it != segs.begin()) --it;
@@ -166,65 +137,12 @@ Result<ReadPlan> Filesystem::read_packed(const Node& n, std::uint64_t offset,
     if (pos < it->file_offset || pos >= it->file_offset + it->size) continue;
     const std::uint64_t within = pos - it->file_offset;
     const std::uint64_t len = std::min(left, it->size - within);
-    const Model& m = tree_.model(it->model);
-    ReadPiece p;
-    p.size = static_cast<std::size_t>(len);
-    p.model = it->model;
-    p.source_offset = it->source_offset + within;
-    p.from_source = true;
-    if (auto r = check_intact(it->model, p.source_offset + len); !r) return unexpected(r.error());
-    if (m.read_path() == ReadPath::kMmap) {
-      p.data = m.mapping().data() + p.source_offset;
-      p.mapped = true;
-    }
-    plan.pieces.push_back(p);
+    r.add_source(tree_.model(it->model), it->source_offset + within,
+                 static_cast<std::size_t>(len));
     pos += len;
     left -= len;
   }
-  if (left > 0) return unexpected(err(EIO, "packed file has a gap"));  // never: segments tile it
-  return plan;
-}
-
-Result<void> Filesystem::read_source(const ReadPlan& plan, char* buf) const {
-  const Model& src = tree_.model(plan.model);
-  // A mapped plan read here is a small read (the adapter's choice).
-  auto r = src.read(buf, plan.size, plan.source_offset, plan.from_source);
-  if (r) return {};
-  if (r.error().errnum == EIO || r.error().errnum == ENXIO) source_fault(plan.model);
-  // ESTALE (a file replaced on an NFS server) goes up as it is: the caller
-  // asks for a rebuild, which opens the new file.
-  return unexpected(err(r.error().errnum, "cannot read the source " + src.path() + ": " +
-                                              r.error().message));
-}
-
-Result<void> Filesystem::read_converted(Ino ino, std::uint64_t offset, std::size_t size,
-                                        std::string& out) const {
-  out.clear();
-  const Node* n = tree_.node(ino);
-  if (!n || n->kind != NodeKind::kF32) return unexpected(err(EINVAL, "not a converted file"));
-  if (offset >= n->size) return {};
-  size = static_cast<std::size_t>(std::min<std::uint64_t>(size, n->size - offset));
-  const TensorInfo& t = tree_.tensor(*n);
-  const unsigned bytes = dtype_bits(t.dtype) / 8;  // 1, 2 or 8: whole bytes only
-  const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
-  std::string raw(static_cast<std::size_t>((last - first) * bytes), '\0');
-  if (auto r = tree_.model(n->model).read(raw.data(), raw.size(), n->offset + first * bytes);
-      !r) {
-    return unexpected(err(EIO, "cannot read the source: " + r.error().message));
-  }
-  std::string converted(static_cast<std::size_t>((last - first) * 4), '\0');
-  to_f32(t.dtype, reinterpret_cast<const std::uint8_t*>(raw.data()),
-         static_cast<std::size_t>(last - first), reinterpret_cast<float*>(converted.data()));
-  out.assign(converted, static_cast<std::size_t>(offset - first * 4), size);
-  return {};
-}
-
-void Filesystem::source_fault(std::uint32_t model) const {
-  const Model& m = tree_.model(model);
-  struct stat st {};
-  std::uint64_t now = 0;  // if the size cannot be read, serve nothing more
-  if (::fstat(m.fd(), &st) == 0) now = static_cast<std::uint64_t>(st.st_size);
-  m.shrink_intact(now);
+  return left == 0;
 }
 
 Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {

@@ -34,13 +34,6 @@ namespace {
 constexpr double kForever = 365.0 * 24 * 3600;
 // Loop threads beyond `threads=` that no source read may take.
 constexpr unsigned kReservedThreads = 2;
-// Pieces one vectored reply may carry (IOV_MAX is 1024; one more for the
-// FUSE header libfuse adds).
-constexpr std::size_t kMaxReplyPieces = 1000;
-// READs up to this size from a mapped source are read with pread, without
-// readahead (serve_read). The kernel's readahead for a sequential reader
-// sends 128 KiB requests or larger; a random reader's are its own size.
-constexpr std::size_t kSmallRead = 64 << 10;
 
 // An open file keeps the generation it was opened in: after a directory
 // source changes, a reader of a replaced file still reads its old bytes.
@@ -241,139 +234,30 @@ void log_source_failure_once(Context& c, const std::string& message) {
   if (!c.fault_logged.exchange(true)) spdlog::error("{}", message);
 }
 
-// A pread of a source failed: a file gone or replaced (ESTALE on NFS)
-// asks for a rebuild, which opens what is there now; the reader gets EIO.
-void source_read_failed(fuse_req_t req, const Error& e) {
+// A READ that failed: a source failure is logged (the first of the mount:
+// a reader looping on EIO must not flood the log), and a source that is
+// gone or replaced asks for a rebuild, which opens what is there now.
+void read_failed(fuse_req_t req, const ReadError& e) {
   Context& c = ctx(req);
-  if ((e.errnum == ESTALE || e.errnum == ENOENT || e.errnum == ENXIO) && c.on_source_gone) {
-    c.on_source_gone();
-  }
-  log_source_failure_once(c, e.message);
-  fuse_reply_err(req, EIO);
+  if (e.source_gone && c.on_source_gone) c.on_source_gone();
+  if (e.log) log_source_failure_once(c, e.message);
+  reply_error(req, Error{e.errnum, e.message});
 }
 
-// A packed file's READ: the header from memory and shards' bytes from
-// their mappings in one vectored reply, no copy; bytes of pread sources go
-// through a per-thread buffer first.
-void serve_packed(fuse_req_t req, Filesystem& fs, const ReadPlan& plan) {
-  Context& c = ctx(req);
-  thread_local std::vector<char> buf;
-  // A reply takes at most IOV_MAX pieces. Segments are coalesced per run
-  // of a shard, so only a packed file of many tiny shards gets here: then
-  // every piece is read into one buffer (with pread, never by touching the
-  // mapping) and sent as one.
-  const bool gather = plan.pieces.size() > kMaxReplyPieces;
-  std::size_t need = 0;
-  for (const ReadPiece& p : plan.pieces) {
-    if (gather || (p.from_source && !p.mapped)) need += p.size;
-  }
-  buf.resize(need);
-  std::vector<iovec> iov;
-  iov.reserve(plan.pieces.size());
-  std::size_t used = 0;
-  for (const ReadPiece& p : plan.pieces) {
-    const char* data = p.data;
-    if (gather && !p.from_source) {
-      std::memcpy(buf.data() + used, p.data, p.size);  // header bytes, in memory
-      data = buf.data() + used;
-      used += p.size;
-    } else if (p.from_source && (gather || !p.mapped)) {
-      ReadPlan one;
-      one.model = p.model;
-      one.size = p.size;
-      one.source_offset = p.source_offset;
-      auto r = fs.read_source(one, buf.data() + used);
-      if (!r) return source_read_failed(req, r.error());
-      data = buf.data() + used;
-      used += p.size;
-    } else if (p.mapped && c.opts->drop_source_cache) {
-      fs.tree().model(p.model).populate(p.source_offset, p.size);
-    }
-    if (!gather) iov.push_back({const_cast<char*>(data), p.size});
-  }
-  int res = gather ? fuse_reply_buf(req, buf.data(), used)
-                   : fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
-  if (res == 0 && c.opts->drop_source_cache) {
-    for (const ReadPiece& p : plan.pieces) {
-      if (p.from_source) fs.release_source_range(p.model, p.source_offset, p.size);
-    }
-  } else if (res == -EFAULT) {
-    for (const ReadPiece& p : plan.pieces) {
-      if (p.mapped) fs.source_fault(p.model);
-    }
-  }
-}
-
-// Answers one READ from generation `fs`. Touches the source (page faults
-// behind fuse_reply_buf, pread, fstat) unless the file is in memory.
-void serve_read(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
-  Context& c = ctx(req);
-  auto plan = fs.read(ino, static_cast<std::uint64_t>(off), size);
-  if (!plan) {
-    if (plan.error().errnum == EIO) log_source_failure_once(c, plan.error().message);
-    return reply_error(req, plan.error());
-  }
-  if (plan->converted) {
-    // The f32 view: converted in the daemon, so these bytes (unlike every
-    // other file's) pass through its heap.
-    thread_local std::string buf;
-    auto r = fs.read_converted(ino, static_cast<std::uint64_t>(off), size, buf);
-    if (!r) return reply_error(req, r.error());
-    if (fuse_reply_buf(req, buf.data(), buf.size()) == 0 && c.opts->drop_source_cache) {
-      const Node* n = fs.tree().node(ino);
-      const TensorInfo& t = fs.tree().tensor(*n);
-      const std::uint64_t bytes = dtype_bits(t.dtype) / 8;
-      fs.release_source_range(n->model, n->offset + static_cast<std::uint64_t>(off) / 4 * bytes,
-                              buf.size() / 4 * bytes);
-    }
-    return;
-  }
-  if (plan->packed) return serve_packed(req, fs, *plan);
-  const char* data = plan->data;
-  // In drop mode the source's bytes are dropped once served, so how they
-  // are brought in matters (below). A request this small from a mapped
-  // source is most likely a random reader's: read just its pages
-  // (Model::read) rather than let a fault on the mapping read a whole
-  // window ahead for it.
-  const bool mapped_drop = plan->from_source && plan->size > 0 && c.opts->drop_source_cache;
-  const bool small = mapped_drop && plan->size <= kSmallRead;
-  if (plan->from_fd || small) {
-    // The pread path (network and FUSE sources, small reads): through a
-    // per-thread buffer no larger than the largest request the kernel
-    // sends (max_read).
-    thread_local std::vector<char> buf;
-    buf.resize(plan->size);
-    auto r = fs.read_source(*plan, buf.data());
-    if (!r) return source_read_failed(req, r.error());
-    data = buf.data();
-  }
-  if (mapped_drop && !small) {
-    // Map these bytes first, with forward-only readahead: a default page
-    // fault reads around itself, half a readahead window behind as well,
-    // and pages already served and dropped would come back and stay.
-    fs.tree().model(plan->model).populate(plan->source_offset, plan->size);
-  }
-  // From a mapping, the kernel copies straight from the source's page-cache
-  // pages. If the source was truncated under us, that copy fails: the
-  // reader gets EIO from the kernel and we get EFAULT, and stop serving
-  // what is gone.
-  int res;
-  if (plan->head_size == 0) {
-    res = fuse_reply_buf(req, data, plan->size);
-  } else {
-    // An NPY header from memory, then the source's bytes: still no copy.
-    iovec iov[2] = {{const_cast<char*>(plan->head), plan->head_size},
-                    {const_cast<char*>(data), plan->size}};
-    res = fuse_reply_iov(req, iov, plan->size ? 2 : 1);
-  }
-  if (res == 0 && plan->size > 0 && (plan->from_source || plan->from_fd) &&
-      c.opts->drop_source_cache) {
-    fs.release_source_range(plan->model, plan->source_offset, plan->size);
-  }
-  if (res == -EFAULT && plan->from_source) {
-    fs.source_fault(plan->model);
-    log_source_failure_once(c, fs.truncation_message(plan->model));
-  }
+// Answers one READ from generation `fs`: get the reply, send it, complete
+// it. Every choice about the source is the source layer's (read_reply.hpp).
+void serve_read(fuse_req_t req, const Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
+  auto reply = fs.read(ino, static_cast<std::uint64_t>(off), size);
+  if (!reply) return read_failed(req, reply.error());
+  const std::span<const iovec> pieces = reply->pieces();
+  // One piece goes as a buffer: fuse_reply_iov allocates a copy of the
+  // vector per call.
+  const int sent =
+      pieces.size() > 1 ? fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()))
+      : pieces.empty()  ? fuse_reply_buf(req, nullptr, 0)
+                        : fuse_reply_buf(req, static_cast<const char*>(pieces[0].iov_base),
+                                         pieces[0].iov_len);
+  if (auto message = reply->complete(sent)) log_source_failure_once(ctx(req), *message);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -381,9 +265,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
     const std::shared_ptr<Filesystem>& fs = reinterpret_cast<OpenFile*>(fi->fh)->fs;
-    const Node* n = fs->tree().node(ino);
     // The JSON files are in memory: always answered here.
-    if (n && n->kind == NodeKind::kBlob) return serve_read(req, *fs, ino, size, off);
+    if (fs->in_memory(ino)) return serve_read(req, *fs, ino, size, off);
     // Source reads run here while few are in flight; past that they go to
     // the I/O pool, so the loop always keeps threads for everything else.
     if (c.inline_io.fetch_add(1) < c.inline_limit) {

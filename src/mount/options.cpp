@@ -69,19 +69,19 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       }
     } else if (key == "read_path") {
       if (value == "auto") {
-        o.read_path = ReadPath::kAuto;
+        o.source_policy.read_path = ReadPath::kAuto;
       } else if (value == "mmap") {
-        o.read_path = ReadPath::kMmap;
+        o.source_policy.read_path = ReadPath::kMmap;
       } else if (value == "pread") {
-        o.read_path = ReadPath::kPread;
+        o.source_policy.read_path = ReadPath::kPread;
       } else {
         return unexpected(bad(opt, "expected auto, mmap or pread"));
       }
     } else if (key == "source_cache") {
       if (value == "drop") {
-        o.drop_source_cache = true;
+        o.source_policy.drop_cache = true;
       } else if (value == "keep") {
-        o.drop_source_cache = false;
+        o.source_policy.drop_cache = false;
       } else {
         return unexpected(bad(opt, "expected drop or keep"));
       }

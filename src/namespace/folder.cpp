@@ -66,8 +66,8 @@ using Reuse = std::unordered_map<Identity, std::shared_ptr<const Model>, Identit
 class FolderScan {
  public:
   FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip,
-             const Reuse& reuse, ReadPath read_path)
-      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse), read_path_(read_path) {}
+             const Reuse& reuse, const SourcePolicy& policy)
+      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse), policy_(policy) {}
 
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
@@ -144,7 +144,7 @@ class FolderScan {
                    e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
       return std::nullopt;
     }
-    if (auto r = m->prepare(read_path_); !r) {
+    if (auto r = m->prepare(policy_); !r) {
       spdlog::warn("{}: left out: {}", full, r.error().message);
       return std::nullopt;
     }
@@ -157,30 +157,27 @@ class FolderScan {
   PathWalker& walker_;
   const std::string& skip_;
   const Reuse& reuse_;
-  ReadPath read_path_;
+  const SourcePolicy& policy_;
 };
 
 }  // namespace
 
-Result<Tree> Tree::for_directory(const std::string& root, const AttrOptions& attr,
-                                 const Limits& limits, const ViewOptions& views,
-                                 const std::string& skip, const Tree* previous,
-                                 ReadPath read_path) {
+Result<Tree> Tree::for_directory(const std::string& root, const FolderOptions& opts) {
   Reuse reuse;
-  if (previous) {
+  if (const Tree* previous = opts.previous) {
     for (std::uint32_t i = 0; i < previous->model_count(); ++i) {
       const Model& m = previous->model(i);
       reuse.emplace(identity(m.st(), m.is_safetensors()), previous->model_ptr(i));
     }
   }
-  PathWalker walker(skip);
+  PathWalker walker(opts.skip);
   auto w = walker.walk(root);
   if (!w) return unexpected(w.error());
   if (!S_ISDIR(w->st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});
   struct stat st = w->st;
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
-  TreeBuilder b(attr, st, views);
-  FolderScan(b, limits, walker, skip, reuse, read_path).scan(0, w->path, 0);
+  TreeBuilder b(opts.attr, st, opts.views);
+  FolderScan(b, opts.limits, walker, opts.skip, reuse, opts.policy).scan(0, w->path, 0);
   return b.finish(/*hashed=*/true, /*leave_out_clashes=*/true);
 }
 

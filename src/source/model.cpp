@@ -55,8 +55,10 @@ bool is_remote_filesystem(long f_type) {
   }
 }
 
-Result<void> Model::prepare(ReadPath how) {
+Result<void> Model::prepare(const SourcePolicy& policy) {
   const auto size = static_cast<std::uint64_t>(st_.st_size);
+  ReadPath how = policy.read_path;
+  drop_cache_ = policy.drop_cache;
   if (how == ReadPath::kAuto) {
     struct statfs sf {};
     how = ::fstatfs(fd_.get(), &sf) == 0 && is_remote_filesystem(static_cast<long>(sf.f_type))
@@ -152,6 +154,37 @@ void Model::shrink_intact(std::uint64_t now) const {
   // Only ever shrink: a file that grows back may hold other bytes.
   while (now < cur && !intact_->compare_exchange_weak(cur, now)) {
   }
+}
+
+std::string Model::truncation_message() const {
+  return "source " + path_ + " shrank to " + std::to_string(intact()) +
+         " bytes while mounted; reads past that fail with EIO";
+}
+
+Result<void> Model::check_intact(std::uint64_t end) const {
+  auto truncated = [&] { return unexpected(Error{EIO, truncation_message()}); };
+  // A request that reaches past what is left of a truncated source fails
+  // whole: a short read would look like end of file to the reader.
+  if (end > intact()) return truncated();
+  // On the pread path a short read is the check (read()). From a mapping,
+  // a source truncated into the middle of a page reads back as zeros past
+  // its end (the kernel zero-fills the tail of a mapping's last page), and
+  // no EFAULT tells us: so one fstat before every reply, answered from the
+  // inode in memory.
+  struct stat st {};
+  if (read_path_ == ReadPath::kMmap &&
+      (::fstat(fd_.get(), &st) != 0 || end > static_cast<std::uint64_t>(st.st_size))) {
+    fault();
+    return truncated();
+  }
+  return {};
+}
+
+void Model::fault() const {
+  struct stat st {};
+  std::uint64_t now = 0;  // if the size cannot be read, serve nothing more
+  if (::fstat(fd_.get(), &st) == 0) now = static_cast<std::uint64_t>(st.st_size);
+  shrink_intact(now);
 }
 
 namespace {

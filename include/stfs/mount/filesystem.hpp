@@ -13,42 +13,11 @@
 #include <string_view>
 #include <vector>
 
-#include "stfs/source/mapping.hpp"
+#include "stfs/source/read_reply.hpp"
 #include "stfs/base/result.hpp"
 #include "stfs/namespace/tree.hpp"
 
 namespace stfs {
-
-// One part of a packed file's READ: bytes in memory (the header), or
-// `size` source bytes of `model` at `source_offset`, mapped at `data` or
-// to be read with pread.
-struct ReadPiece {
-  const char* data = nullptr;
-  std::size_t size = 0;
-  std::uint32_t model = 0;
-  std::uint64_t source_offset = 0;
-  bool from_source = false;  // bytes of a source, not of memory
-  bool mapped = false;       // `data` points into the source's mapping
-};
-
-// Where the bytes of a READ come from: an address in the source mapping
-// (never dereferenced by the daemon) or in a blob.
-struct ReadPlan {
-  const char* head = nullptr;  // in-memory bytes that come first (an NPY header)
-  std::size_t head_size = 0;
-  const char* data = nullptr;
-  std::size_t size = 0;
-  std::uint32_t model = 0;
-  bool from_source = false;  // true: `data` points into a source mapping
-  bool from_fd = false;      // true: read `size` bytes at `source_offset` (read_source)
-  // (source_offset: where `data`'s bytes start in the source, both paths)
-  bool converted = false;    // a kF32 file: call read_converted instead
-  bool packed = false;       // a kPacked file: the bytes are `pieces`, in order
-  std::vector<ReadPiece> pieces;
-  std::uint64_t source_offset = 0;
-
-  std::size_t total() const { return head_size + size; }
-};
 
 struct DirEntry {
   std::string_view name;
@@ -73,33 +42,15 @@ class Filesystem {
   template <typename Emit>
   Result<void> readdir(Ino ino, std::uint64_t offset, Emit&& emit) const;
 
-  // Clamps [offset, offset + size) to the file. EIO if the range lies past
-  // what is left of a truncated source. For a kF32 file the plan only says
-  // `converted`.
-  Result<ReadPlan> read(Ino ino, std::uint64_t offset, std::size_t size) const;
-  // For a plan with from_fd, or a small one from a mapping read without
-  // it (no readahead: see Model::read): pread its bytes into `buf`
-  // (plan.size bytes).
-  // EIO if the source ends first (it shrank: never zeros), ESTALE and other
-  // errors as the source gave them.
-  Result<void> read_source(const ReadPlan& plan, char* buf) const;
-  // For kF32 nodes: the float32 bytes [offset, offset + size), converted from
-  // the source read with pread (never through the mapping: a truncated
-  // source then gives EIO, not SIGBUS). Fills `out`.
-  Result<void> read_converted(Ino ino, std::uint64_t offset, std::size_t size,
-                              std::string& out) const;
-
-  // After a READ of source bytes [offset, offset + size) of `model` was
-  // answered: the mount's page cache now holds them, so the source's own
-  // copy goes (Model::release_served).
-  void release_source_range(std::uint32_t model, std::uint64_t offset, std::uint64_t size) const;
-
-  // The kernel could not copy from the mapping of `model` (EFAULT): re-read
-  // the source's size and stop serving what is gone.
-  void source_fault(std::uint32_t model) const;
-  std::uint64_t intact_size(std::uint32_t model) const { return tree_.model(model).intact(); }
-  // "source X shrank to N bytes while mounted; ...", for the log.
-  std::string truncation_message(std::uint32_t model) const;
+  // The reply to a READ of [offset, offset + size), clamped to the file:
+  // the namespace says which bytes (memory, source ranges, a conversion),
+  // the source layer how they are read and what follows the send
+  // (read_reply.hpp). EISDIR for a directory; EIO (ReadError::log) if the
+  // range lies past what is left of a truncated source.
+  Result<ReadReply, ReadError> read(Ino ino, std::uint64_t offset, std::size_t size) const;
+  // True for files held in memory (the JSON files): a READ of one never
+  // touches a source, so it never waits on one.
+  bool in_memory(Ino ino) const;
 
   // Value of xattr `name`; ENODATA if it does not exist.
   Result<std::string> getxattr(Ino ino, std::string_view name) const;
@@ -110,10 +61,8 @@ class Filesystem {
 
  private:
   explicit Filesystem(Tree tree) : tree_(std::move(tree)) {}
-  Result<ReadPlan> read_packed(const Node& n, std::uint64_t offset, ReadPlan plan) const;
-  // EIO (and the intact size shrunk) if source `model` no longer holds
-  // bytes up to `end`.
-  Result<void> check_intact(std::uint32_t model, std::uint64_t end) const;
+  // False if the segments leave a gap (never: they tile the file).
+  bool add_packed(const Node& n, std::uint64_t offset, std::size_t size, ReadReply& r) const;
 
   Tree tree_;
 };

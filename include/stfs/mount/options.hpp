@@ -29,15 +29,15 @@ struct MountOptions {
   unsigned threads = 8;        // -o threads=N: most worker threads of the loop
   // -o read_ahead_kb=N|off: the mount's readahead when running as root.
   std::optional<unsigned> read_ahead_kb = 1024;
-  // -o read_path=auto|mmap|pread: how source bytes are served (model.hpp).
-  ReadPath read_path = ReadPath::kAuto;
+  // -o read_path=auto|mmap|pread: how source bytes are served, and
+  // -o source_cache=drop|keep: once a READ is answered, drop the source's
+  // own cached copy of those bytes (the mount's page cache holds them
+  // now). Both are the source layer's to apply (model.hpp).
+  SourcePolicy source_policy;
   // -o poll=SECONDS: how often a folder source is compared for changes
   // (0: never). Unset: 5 s on network and FUSE filesystems, where inotify
   // is blind to other clients; inotify alone on local ones.
   std::optional<unsigned> poll;
-  // -o source_cache=drop|keep: once a READ is answered, drop the source's
-  // own cached copy of those bytes (the mount's page cache holds them now).
-  bool drop_source_cache = true;
   AttrOptions attr;    // -o uid=, gid=, umask=
   ViewOptions views;   // -o npy
   Limits limits;       // -o max_header=, max_tensors=

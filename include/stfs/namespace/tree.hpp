@@ -93,6 +93,22 @@ struct AttrOptions {
 };
 
 class TreeBuilder;
+class Tree;
+
+// How Tree::for_directory reads a folder.
+struct FolderOptions {
+  AttrOptions attr;
+  Limits limits;
+  ViewOptions views;
+  // A path left out (the mountpoint, when it lies inside the folder:
+  // scanning it would read the mount itself).
+  std::string skip;
+  // The tree this one replaces: its sources whose identity (device, inode,
+  // size, mtime, ctime) is unchanged are reused, not reopened, so
+  // descriptors and mappings scale with distinct files.
+  const Tree* previous = nullptr;
+  SourcePolicy policy;
+};
 
 class Tree {
  public:
@@ -112,15 +128,7 @@ class Tree {
   // every other regular file appears as it is. Symlinks to regular files
   // are followed; symlinks to directories are not (no loops). An invalid
   // .safetensors file is left out with a warning naming the rule.
-  // `skip` is a path left out (the mountpoint, when it lies inside the
-  // folder: scanning it would read the mount itself).
-  // `previous`: the tree this one replaces; its sources whose identity
-  // (device, inode, size, mtime, ctime) is unchanged are reused, not
-  // reopened, so descriptors and mappings scale with distinct files.
-  static Result<Tree> for_directory(const std::string& root, const AttrOptions& attr = {},
-                                    const Limits& limits = {}, const struct ViewOptions& views = {},
-                                    const std::string& skip = {}, const Tree* previous = nullptr,
-                                    ReadPath read_path = ReadPath::kAuto);
+  static Result<Tree> for_directory(const std::string& root, const FolderOptions& opts = {});
 
   std::size_t node_count() const { return nodes_.size(); }
   // nullptr if no node has inode number `ino`.

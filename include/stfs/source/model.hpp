@@ -28,6 +28,14 @@ enum class ReadPath : std::uint8_t {
   kPread,  // pread into the daemon, then the reply (refused or slow mappings)
 };
 
+// A mount's choices for reading its sources (-o read_path=, source_cache=).
+struct SourcePolicy {
+  ReadPath read_path = ReadPath::kAuto;
+  // Drop a source's own cached copy of bytes once a READ has served them
+  // (release_served): the mount's page cache holds them then.
+  bool drop_cache = true;
+};
+
 // True for filesystems where a shared mapping is refused (FUSE direct_io) or
 // slower than pread: FUSE, NFS, CIFS/SMB, 9p, Ceph, Lustre, GPFS, AFS...
 bool is_remote_filesystem(long f_type);
@@ -62,10 +70,12 @@ class Model {
   // picks pread on network and FUSE filesystems (where a shared mapping is
   // refused, as under FUSE direct_io, or slow), mmap elsewhere. A mount
   // needs it, --check does not.
-  Result<void> prepare(ReadPath how = ReadPath::kAuto);
+  Result<void> prepare(const SourcePolicy& policy = {});
   const Mapping& mapping() const { return map_; }
   // kMmap or kPread once prepared.
   ReadPath read_path() const { return read_path_; }
+  // source_cache=drop: bytes served are released (release_served).
+  bool drops_cache() const { return drop_cache_; }
   // How the bytes are read, for -v logs: "a shared mapping", "pread", or
   // "pread (O_DIRECT)".
   const char* read_path_name() const;
@@ -75,6 +85,14 @@ class Model {
   // mount that serves this source.
   std::uint64_t intact() const { return intact_->load(std::memory_order_relaxed); }
   void shrink_intact(std::uint64_t now) const;
+  // EIO naming the source if it no longer holds bytes up to `end`: past
+  // what is left of it, or (a mapped source) past its size now.
+  Result<void> check_intact(std::uint64_t end) const;
+  // A read found the source shorter (EFAULT from the mapping, EIO from
+  // pread): re-read its size and stop serving what is gone.
+  void fault() const;
+  // "source X shrank to N bytes while mounted; ...", for the log.
+  std::string truncation_message() const;
 
   // Source bytes [offset, offset + size) were just served (the mount's page
   // cache holds them now): drop the source's own cached copy of every 2 MiB
@@ -109,6 +127,7 @@ class Model {
   bool parsed_ = false;
   Mapping map_;
   ReadPath read_path_ = ReadPath::kAuto;
+  bool drop_cache_ = true;
   std::unique_ptr<std::atomic<std::uint64_t>> intact_ =
       std::make_unique<std::atomic<std::uint64_t>>(0);
   // State the reading threads share, behind a pointer so that a Model

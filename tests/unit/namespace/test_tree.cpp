@@ -1,5 +1,5 @@
 // Tree and Filesystem without a mount: inode layout, lookups, readdir
-// offsets, read plans, truncation bookkeeping, xattrs, attributes.
+// offsets, read replies, truncation bookkeeping, xattrs, attributes.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -33,6 +33,14 @@ class TreeTest : public ::testing::Test {
     auto f = Filesystem::create(std::move(t).value());
     ASSERT_TRUE(f) << f.error().message;
     fs_ = std::move(f).value();
+  }
+
+  // The bytes a READ reply would send.
+  static std::string bytes(const ReadReply& r) {
+    std::string out;
+    for (const iovec& v : r.pieces()) out.append(static_cast<const char*>(v.iov_base), v.iov_len);
+    EXPECT_EQ(out.size(), r.size());
+    return out;
   }
 
   std::vector<std::string> list(Ino ino, std::uint64_t offset = 0) {
@@ -103,32 +111,32 @@ TEST_F(TreeTest, OpenRefusesWrites) {
   EXPECT_EQ(fs_->opendir(f).error().errnum, ENOTDIR);
 }
 
-TEST_F(TreeTest, ReadPlansClampToTheTensor) {
+TEST_F(TreeTest, ReadsClampToTheTensor) {
   Ino f = fs_->tree().find_child(kRootIno, "b.weight");
   auto p = fs_->read(f, 0, 1 << 20);
   ASSERT_TRUE(p);
-  EXPECT_TRUE(p->from_source);
-  ASSERT_EQ(p->size, 24u);
-  // The test may look at the bytes; the daemon never does.
-  EXPECT_EQ(std::string(p->data, p->size), specs_[0].data);
+  EXPECT_EQ(bytes(*p), specs_[0].data);
   p = fs_->read(f, 20, 100);
   ASSERT_TRUE(p);
-  EXPECT_EQ(std::string(p->data, p->size), specs_[0].data.substr(20));
+  EXPECT_EQ(bytes(*p), specs_[0].data.substr(20));
   p = fs_->read(f, 24, 100);
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->size, 0u);
+  EXPECT_EQ(p->size(), 0u);
+  EXPECT_TRUE(p->pieces().empty());
   p = fs_->read(fs_->tree().find_child(kRootIno, "empty"), 0, 100);
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->size, 0u);
+  EXPECT_EQ(p->size(), 0u);
   EXPECT_EQ(fs_->read(kRootIno, 0, 1).error().errnum, EISDIR);
+  EXPECT_EQ(fs_->read(99, 0, 1).error().errnum, ENOENT);
 }
 
 TEST_F(TreeTest, JsonFiles) {
   Ino h = fs_->tree().find_child(kRootIno, "__header__.json");
+  EXPECT_TRUE(fs_->in_memory(h));
+  EXPECT_FALSE(fs_->in_memory(fs_->tree().find_child(kRootIno, "b.weight")));
   auto p = fs_->read(h, 0, 1 << 20);
   ASSERT_TRUE(p);
-  EXPECT_FALSE(p->from_source);
-  std::string text(p->data, p->size);
+  std::string text = bytes(*p);
   EXPECT_EQ(text.back(), '\n');
   EXPECT_NE(text.find(R"("__metadata__":{"format":"pt"})"), std::string::npos);
   EXPECT_NE(text.find(R"("a/b":{"dtype":"U8","shape":[5],"data_offsets":[24,29]})"),
@@ -136,7 +144,7 @@ TEST_F(TreeTest, JsonFiles) {
   Ino m = fs_->tree().find_child(kRootIno, "__metadata__.json");
   p = fs_->read(m, 0, 100);
   ASSERT_TRUE(p);
-  EXPECT_EQ(std::string(p->data, p->size), "{\"format\":\"pt\"}\n");
+  EXPECT_EQ(bytes(*p), "{\"format\":\"pt\"}\n");
 }
 
 TEST_F(TreeTest, Xattrs) {
@@ -169,16 +177,16 @@ TEST_F(TreeTest, SourceFaultShrinksWhatIsServed) {
   const auto& h = fs_->tree().model(0).header();
   // Keep b.weight (bytes 0-24 of the buffer), lose a/b.
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(h.data_start() + 24)), 0);
-  fs_->source_fault(0);
-  EXPECT_EQ(fs_->intact_size(0), h.data_start() + 24);
+  fs_->tree().model(0).fault();
+  EXPECT_EQ(fs_->tree().model(0).intact(), h.data_start() + 24);
   EXPECT_TRUE(fs_->read(fs_->tree().find_child(kRootIno, "b.weight"), 0, 24));
   auto lost = fs_->read(fs_->tree().find_child(kRootIno, "a%2Fb"), 0, 5);
   ASSERT_FALSE(lost);
   EXPECT_EQ(lost.error().errnum, EIO);
   // Growing back does not bring ranges back: they may hold other bytes.
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(h.file_size)), 0);
-  fs_->source_fault(0);
-  EXPECT_EQ(fs_->intact_size(0), h.data_start() + 24);
+  fs_->tree().model(0).fault();
+  EXPECT_EQ(fs_->tree().model(0).intact(), h.data_start() + 24);
 }
 
 TEST(TreeOptions, OwnerAndUmaskOverrides) {
