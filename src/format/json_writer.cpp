@@ -52,8 +52,7 @@ std::string json_uint_array(std::span<const std::uint64_t> v) {
   return out;
 }
 
-void append_string_map(std::string& out,
-                       std::span<const std::pair<std::string, std::string>> kv) {
+void append_string_map(std::string& out, std::span<const std::pair<std::string, std::string>> kv) {
   out += '{';
   bool first = true;
   for (const auto& [k, v] : kv) {

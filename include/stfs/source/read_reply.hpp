@@ -32,10 +32,10 @@ class Model;
 
 // Why a READ failed and what the mount does about it.
 struct ReadError {
-  int errnum = EIO;           // what the reader gets
-  std::string message;        // for the log, naming the source
-  bool log = false;           // a source failure: the mount logs the first one
-  bool source_gone = false;   // the file vanished or was replaced: rebuild
+  int errnum = EIO;          // what the reader gets
+  std::string message;       // for the log, naming the source
+  bool log = false;          // a source failure: the mount logs the first one
+  bool source_gone = false;  // the file vanished or was replaced: rebuild
 };
 
 class ReadReply {
