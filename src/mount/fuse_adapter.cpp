@@ -14,117 +14,29 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <memory>
-#include <mutex>
 #include <new>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "stfs/mount/auto_unmount.hpp"
 #include "stfs/mount/fuse_session.hpp"
-#include "stfs/source/io_pool.hpp"
-#include "stfs/mount/mountinfo.hpp"
+#include "stfs/mount/session_state.hpp"
 
 namespace stfs {
 namespace {
 
-// A year: the tree is immutable, so cached entries never go stale.
-constexpr double kForever = 365.0 * 24 * 3600;
 // Loop threads beyond `threads=` that no source read may take.
 constexpr unsigned kReservedThreads = 2;
 
-// An open file keeps the generation it was opened in: after a directory
-// source changes, a reader of a replaced file still reads its old bytes.
-struct OpenFile {
-  std::shared_ptr<Filesystem> fs;
-};
-
-struct Context {
-  LiveFs* live = nullptr;
-  const MountOptions* opts = nullptr;
-  // Forever for a file source; short for a directory source, whose names
-  // and attributes change when the folder does.
-  double timeout = kForever;
-  std::function<void()> on_ready{};
-  std::atomic<bool> fault_logged{false};
-  // Open files, so those the kernel never released (RELEASE is sent in the
-  // background and may not arrive before unmount) are freed at the end.
-  // Locked on open and release only, never on the read path.
-  std::mutex open_mu;
-  std::unordered_set<OpenFile*> open_files;
-  std::atomic<bool> read_ahead_pending{false};
-  // Source reads answered on loop threads right now, and how many may be:
-  // the loop has this many threads plus kReservedThreads, which therefore
-  // never wait on a source. Reads past the limit go to `pool`.
-  std::atomic<unsigned> inline_io{0};
-  unsigned inline_limit = 1;
-  std::unique_ptr<IoPool> pool;
-  std::function<void()> on_source_gone{};
-  // Directory sources only: the generation each inode the kernel still
-  // holds was looked up in, with its lookup count. A request for an inode
-  // that the current tree no longer has (a replaced file's, asked at EOF by
-  // cat) is answered from that generation until the kernel forgets it.
-  struct Held {
-    std::shared_ptr<Filesystem> fs;
-    std::uint64_t lookups = 0;
-  };
-  std::mutex held_mu;
-  std::unordered_map<fuse_ino_t, Held> held;
-};
-
-// Raises the mount's readahead so buffered readers send 1 MiB requests
-// instead of 128 KiB. The kernel lowers the value to the INIT reply's
-// max_readahead when it processes that reply, so this must run after INIT:
-// on the first request that follows it. Any path lookup starts with a
-// LOOKUP or GETATTR, so those two call it. It reads /proc and writes /sys
-// only; it never touches the mountpoint.
-void tune_read_ahead_once(Context& c) {
-  if (!c.read_ahead_pending.load(std::memory_order_relaxed)) return;
-  if (!c.read_ahead_pending.exchange(false)) return;
-  if (auto r = set_read_ahead_kb(c.opts->mountpoint, *c.opts->read_ahead_kb); !r) {
-    spdlog::warn("cannot raise the readahead of {}: {}", c.opts->mountpoint, r.error().message);
-  } else {
-    spdlog::debug("readahead of {} set to {} KiB", c.opts->mountpoint, *c.opts->read_ahead_kb);
-  }
-}
+using Context = SessionState;
 
 Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 // The generation this request is served from.
 std::shared_ptr<Filesystem> fs_of(fuse_req_t req) { return ctx(req).live->current(); }
 
-// The generation that answers for inode `ino`: the current one if it has
-// the inode (an unchanged file keeps its number, so both agree), else the
-// one the kernel looked it up in.
+// The generation that answers for inode `ino` (HeldInodes).
 std::shared_ptr<Filesystem> fs_for(fuse_req_t req, fuse_ino_t ino) {
-  Context& c = ctx(req);
-  auto cur = c.live->current();
-  if (!c.live->dynamic() || cur->tree().node(ino)) return cur;
-  std::lock_guard lock(c.held_mu);
-  auto it = c.held.find(ino);
-  return it == c.held.end() ? cur : it->second.fs;
-}
-
-// The kernel now holds one more reference to `ino`, from generation `fs`.
-void remember(Context& c, fuse_ino_t ino, const std::shared_ptr<Filesystem>& fs) {
-  if (!c.live->dynamic() || ino == 0) return;
-  std::lock_guard lock(c.held_mu);
-  Context::Held& h = c.held[ino];
-  h.fs = fs;
-  ++h.lookups;
-}
-
-void forget_ino(Context& c, fuse_ino_t ino, std::uint64_t n) {
-  if (!c.live->dynamic()) return;
-  std::lock_guard lock(c.held_mu);
-  auto it = c.held.find(ino);
-  if (it == c.held.end()) return;
-  if (it->second.lookups <= n) {
-    c.held.erase(it);
-  } else {
-    it->second.lookups -= n;
-  }
+  return ctx(req).held.answering(ino);
 }
 
 // Runs `body`; if it throws, replies with an errno instead.
@@ -165,14 +77,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  tune_read_ahead_once(ctx(req));
+  ctx(req).read_ahead.once();
   guarded(req, [&] {
     auto fs = fs_for(req, parent);
     auto r = fs->lookup(parent, name);
     if (r) {
       fuse_entry_param e = entry_for(*r, ctx(req).timeout);
-      remember(ctx(req), e.ino, fs);
-      if (fuse_reply_entry(req, &e) != 0) forget_ino(ctx(req), e.ino, 1);
+      ctx(req).held.remember(e.ino, fs);
+      if (fuse_reply_entry(req, &e) != 0) ctx(req).held.forget(e.ino, 1);
     } else if (r.error().errnum == ENOENT) {
       // ino 0 with a timeout: the kernel caches the miss.
       fuse_entry_param e{};
@@ -185,16 +97,16 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
-  forget_ino(ctx(req), ino, n);
+  ctx(req).held.forget(ino, n);
   fuse_reply_none(req);
 }
 void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* f) {
-  for (size_t i = 0; i < count; ++i) forget_ino(ctx(req), f[i].ino, f[i].nlookup);
+  for (size_t i = 0; i < count; ++i) ctx(req).held.forget(f[i].ino, f[i].nlookup);
   fuse_reply_none(req);
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  tune_read_ahead_once(ctx(req));
+  ctx(req).read_ahead.once();
   guarded(req, [&] {
     // An open file answers from the generation it was opened in.
     auto fs = fi && fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_for(req, ino);
@@ -213,34 +125,16 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // new number): keep the page cache across opens.
     fi->keep_cache = 1;
     fi->noflush = 1;
-    auto* handle = new OpenFile{std::move(fs)};
-    Context& c = ctx(req);
-    {
-      std::lock_guard lock(c.open_mu);
-      c.open_files.insert(handle);
-    }
+    OpenFile* handle = ctx(req).open_files.open(std::move(fs));
     fi->fh = reinterpret_cast<std::uint64_t>(handle);
-    if (fuse_reply_open(req, fi) != 0) {  // interrupted: no RELEASE follows
-      std::lock_guard lock(c.open_mu);
-      c.open_files.erase(handle);
-      delete handle;
-    }
+    // Interrupted: no RELEASE follows.
+    if (fuse_reply_open(req, fi) != 0) ctx(req).open_files.release(handle);
   });
 }
 
-// Logs the first source failure of the mount, once: a reader looping on EIO
-// must not flood the log.
-void log_source_failure_once(Context& c, const std::string& message) {
-  if (!c.fault_logged.exchange(true)) spdlog::error("{}", message);
-}
-
-// A READ that failed: a source failure is logged (the first of the mount:
-// a reader looping on EIO must not flood the log), and a source that is
-// gone or replaced asks for a rebuild, which opens what is there now.
+// A READ that failed: logged and followed up (SessionState::read_failed).
 void read_failed(fuse_req_t req, const ReadError& e) {
-  Context& c = ctx(req);
-  if (e.source_gone && c.on_source_gone) c.on_source_gone();
-  if (e.log) log_source_failure_once(c, e.message);
+  ctx(req).read_failed(e);
   reply_error(req, Error{e.errnum, e.message});
 }
 
@@ -254,10 +148,10 @@ void serve_read(fuse_req_t req, const Filesystem& fs, fuse_ino_t ino, size_t siz
   // vector per call.
   const int sent =
       pieces.size() > 1 ? fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()))
-      : pieces.empty()  ? fuse_reply_buf(req, nullptr, 0)
-                        : fuse_reply_buf(req, static_cast<const char*>(pieces[0].iov_base),
-                                         pieces[0].iov_len);
-  if (auto message = reply->complete(sent)) log_source_failure_once(ctx(req), *message);
+      : pieces.empty()
+          ? fuse_reply_buf(req, nullptr, 0)
+          : fuse_reply_buf(req, static_cast<const char*>(pieces[0].iov_base), pieces[0].iov_len);
+  if (auto message = reply->complete(sent)) ctx(req).log_failure_once(*message);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -269,15 +163,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     if (fs->in_memory(ino)) return serve_read(req, *fs, ino, size, off);
     // Source reads run here while few are in flight; past that they go to
     // the I/O pool, so the loop always keeps threads for everything else.
-    if (c.inline_io.fetch_add(1) < c.inline_limit) {
-      serve_read(req, *fs, ino, size, off);
-      c.inline_io.fetch_sub(1);
-      return;
-    }
-    c.inline_io.fetch_sub(1);
-    c.pool->submit([req, fs, ino, size, off] {
-      guarded(req, [&] { serve_read(req, *fs, ino, size, off); });
-    });
+    c.reads.run(
+        [req, fs, ino, size, off] { guarded(req, [&] { serve_read(req, *fs, ino, size, off); }); });
   });
 }
 
@@ -312,7 +199,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
         need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &ep,
                                       static_cast<off_t>(e.next_offset));
         // Each entry that fits counts as a lookup, "." and ".." aside.
-        if (need <= size - used && ep.ino != 0) remember(c, ep.ino, fsp);
+        if (need <= size - used && ep.ino != 0) c.held.remember(ep.ino, fsp);
       } else {
         need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st,
                                  static_cast<off_t>(e.next_offset));
@@ -334,13 +221,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto* handle = reinterpret_cast<OpenFile*>(fi->fh);
-  Context& c = ctx(req);
-  {
-    std::lock_guard lock(c.open_mu);
-    c.open_files.erase(handle);
-  }
-  delete handle;
+  ctx(req).open_files.release(reinterpret_cast<OpenFile*>(fi->fh));
   fuse_reply_err(req, 0);
 }
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
@@ -383,23 +264,11 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 // Everything that would change the tree. With the mount "ro" the kernel
 // refuses most of these itself; these replies are the second line.
 void erofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
-void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { erofs(req); }
-void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { erofs(req); }
-void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { erofs(req); }
-void op_unlink(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
-void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
-void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { erofs(req); }
-void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
+// Any handler with the request first: replies EROFS, whatever else it gets.
+template <typename... Rest>
+void erofs_op(fuse_req_t req, Rest...) {
   erofs(req);
 }
-void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { erofs(req); }
-void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
-  erofs(req);
-}
-void op_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { erofs(req); }
-void op_removexattr(fuse_req_t req, fuse_ino_t, const char*) { erofs(req); }
-void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { erofs(req); }
-void op_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { erofs(req); }
 void op_readlink(fuse_req_t req, fuse_ino_t) { fuse_reply_err(req, EINVAL); }
 
 fuse_lowlevel_ops make_ops() {
@@ -409,18 +278,18 @@ fuse_lowlevel_ops make_ops() {
   ops.forget = op_forget;
   ops.forget_multi = op_forget_multi;
   ops.getattr = op_getattr;
-  ops.setattr = op_setattr;
+  ops.setattr = erofs_op;
   ops.readlink = op_readlink;
-  ops.mknod = op_mknod;
-  ops.mkdir = op_mkdir;
-  ops.unlink = op_unlink;
-  ops.rmdir = op_rmdir;
-  ops.symlink = op_symlink;
-  ops.rename = op_rename;
-  ops.link = op_link;
+  ops.mknod = erofs_op;
+  ops.mkdir = erofs_op;
+  ops.unlink = erofs_op;
+  ops.rmdir = erofs_op;
+  ops.symlink = erofs_op;
+  ops.rename = erofs_op;
+  ops.link = erofs_op;
   ops.open = op_open;
   ops.read = op_read;
-  ops.write = op_write;
+  ops.write = erofs_op;
   ops.flush = op_flush;
   ops.release = op_release;
   ops.fsync = op_fsync;
@@ -430,23 +299,13 @@ fuse_lowlevel_ops make_ops() {
   ops.releasedir = op_releasedir;
   ops.fsyncdir = op_fsync;
   ops.statfs = op_statfs;
-  ops.setxattr = op_setxattr;
+  ops.setxattr = erofs_op;
   ops.getxattr = op_getxattr;
   ops.listxattr = op_listxattr;
-  ops.removexattr = op_removexattr;
-  ops.create = op_create;
-  ops.fallocate = op_fallocate;
+  ops.removexattr = erofs_op;
+  ops.create = erofs_op;
+  ops.fallocate = erofs_op;
   return ops;
-}
-
-// libfuse splits -o lists on commas; a backslash protects one.
-std::string escape_option_value(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == ',' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
 }
 
 // C handles of a session, released in reverse order.
@@ -467,21 +326,14 @@ struct SessionGuard {
 
 int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   static const fuse_lowlevel_ops ops = make_ops();
-  Context c;
-  c.live = &live;
-  c.opts = &opts;
+  Context c(live, opts);
   c.on_ready = std::move(hooks.on_ready);
   c.on_source_gone = std::move(hooks.on_source_gone);
-  c.inline_limit = opts.single_thread ? 0 : opts.threads;
-  c.pool = std::make_unique<IoPool>(opts.threads);
   // Changes appear within this time plus the watcher's settle time.
   if (live.dynamic()) c.timeout = 1.0;
-  c.read_ahead_pending = opts.read_ahead_kb.has_value() && geteuid() == 0;
   SessionGuard g;
 
-  std::string o = "ro,nodev,nosuid,default_permissions,subtype=stfs,fsname=" +
-                  escape_option_value(opts.fsname.empty() ? opts.source : opts.fsname);
-  for (const std::string& extra : opts.fuse_options) o += "," + extra;
+  const std::string o = kernel_mount_options(opts);
   if (fuse_opt_add_arg(&g.args, "stfs") != 0 || fuse_opt_add_arg(&g.args, "-o") != 0 ||
       fuse_opt_add_arg(&g.args, o.c_str()) != 0 ||
       (opts.debug && fuse_opt_add_arg(&g.args, "-d") != 0)) {
@@ -532,9 +384,7 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     fuse_loop_cfg_destroy(cfg);
   }
   if (hooks.on_stopping) hooks.on_stopping();
-  c.pool.reset();  // answers what is queued while the session still exists
-  for (OpenFile* f : c.open_files) delete f;  // the loop has ended: no more RELEASE
-  c.open_files.clear();
+  c.reads.drain();  // answers what is queued while the session still exists
   // A signal ends the loop with 0 here; an error in the loop is logged.
   if (res != 0 && !fuse_session_exited(g.se)) {
     spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, res);

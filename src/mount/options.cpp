@@ -145,6 +145,17 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
   return {};
 }
 
+std::string kernel_mount_options(const MountOptions& opts) {
+  // libfuse splits -o lists on commas; a backslash protects one.
+  std::string o = "ro,nodev,nosuid,default_permissions,subtype=stfs,fsname=";
+  for (char c : opts.fsname.empty() ? opts.source : opts.fsname) {
+    if (c == ',' || c == '\\') o += '\\';
+    o += c;
+  }
+  for (const std::string& extra : opts.fuse_options) o += "," + extra;
+  return o;
+}
+
 std::string_view mount_options_help() {
   return "Mount options (-o, comma-separated):\n"
          "  allow_other          let other users in (modes still come from the source)\n"

@@ -1,0 +1,155 @@
+// The state a FUSE session keeps between requests, free of libfuse so it
+// can be tested without a mount: which generation answers for each inode
+// the kernel holds, the open files, and where a source read runs.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "stfs/mount/live.hpp"
+#include "stfs/mount/options.hpp"
+#include "stfs/source/io_pool.hpp"
+
+namespace stfs {
+
+// An open file keeps the generation it was opened in: after a directory
+// source changes, a reader of a replaced file still reads its old bytes.
+struct OpenFile {
+  std::shared_ptr<Filesystem> fs;
+};
+
+// Open files, so those the kernel never released (RELEASE is sent in the
+// background and may not arrive before unmount) are freed at the end.
+// Locked on open and release only, never on the read path.
+class OpenFiles {
+ public:
+  OpenFiles() = default;
+  OpenFiles(const OpenFiles&) = delete;
+  OpenFiles& operator=(const OpenFiles&) = delete;
+  ~OpenFiles();
+
+  OpenFile* open(std::shared_ptr<Filesystem> fs);
+  void release(OpenFile* f);
+  std::size_t count() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_set<OpenFile*> files_;
+};
+
+// Directory sources only: the generation each inode the kernel still holds
+// was looked up in, with its lookup count. A request for an inode that the
+// current tree no longer has (a replaced file's, asked at EOF by cat) is
+// answered from that generation until the kernel forgets it.
+class HeldInodes {
+ public:
+  explicit HeldInodes(const LiveFs& live) : live_(live) {}
+
+  // The generation that answers for `ino`: the current one if it has the
+  // inode (an unchanged file keeps its number, so both agree), else the
+  // one the kernel looked it up in.
+  std::shared_ptr<Filesystem> answering(Ino ino) const;
+  // The kernel now holds one more reference to `ino`, from generation `fs`.
+  void remember(Ino ino, const std::shared_ptr<Filesystem>& fs);
+  // The kernel dropped `n` references to `ino`.
+  void forget(Ino ino, std::uint64_t n);
+
+ private:
+  struct Held {
+    std::shared_ptr<Filesystem> fs;
+    std::uint64_t lookups = 0;
+  };
+  const LiveFs& live_;
+  mutable std::mutex mu_;
+  std::unordered_map<Ino, Held> held_;
+};
+
+// Where a READ of source bytes runs: on the loop thread that received it
+// while fewer than `limit` are, else on the I/O pool. The loop has `limit`
+// threads plus a few more, which therefore never wait on a source: a
+// stalled source never blocks lookups, getattr or the JSON files.
+class ReadDispatch {
+ public:
+  ReadDispatch(unsigned limit, unsigned pool_threads)
+      : limit_(limit), pool_(std::make_unique<IoPool>(pool_threads)) {}
+
+  template <typename Job>
+  void run(Job&& job) {
+    if (inline_.fetch_add(1) < limit_) {
+      job();
+      inline_.fetch_sub(1);
+      return;
+    }
+    inline_.fetch_sub(1);
+    pool_->submit(std::forward<Job>(job));
+  }
+  // Runs what is queued, then stops the pool (while the session exists).
+  void drain() { pool_.reset(); }
+
+ private:
+  std::atomic<unsigned> inline_{0};
+  const unsigned limit_;
+  std::unique_ptr<IoPool> pool_;
+};
+
+// Raises the mount's readahead (-o read_ahead_kb=) so buffered readers send
+// 1 MiB requests instead of 128 KiB. The kernel lowers the value to the
+// INIT reply's max_readahead when it processes that reply, so this must
+// run after INIT: on the first request that follows it. Any path lookup
+// starts with a LOOKUP or GETATTR, so those two call once(). It reads
+// /proc and writes /sys only; it never touches the mountpoint.
+class ReadAheadOnce {
+ public:
+  explicit ReadAheadOnce(const MountOptions& opts);
+  void once() {
+    if (pending_.load(std::memory_order_relaxed) && pending_.exchange(false)) apply();
+  }
+
+ private:
+  void apply();
+  const MountOptions& opts_;
+  std::atomic<bool> pending_;
+};
+
+// Everything one FUSE session keeps (fuse_adapter.cpp's Context).
+struct SessionState {
+  // A year: a file source's tree is immutable, so cached entries never go
+  // stale.
+  static constexpr double kForever = 365.0 * 24 * 3600;
+
+  SessionState(LiveFs& l, const MountOptions& o)
+      : live(&l),
+        opts(&o),
+        read_ahead(o),
+        held(l),
+        reads(o.single_thread ? 0 : o.threads, o.threads) {}
+
+  // Logs the first source failure of the mount, once: a reader looping on
+  // EIO must not flood the log.
+  void log_failure_once(const std::string& message);
+  // A READ failed: log it if it is a source's failure, and ask for a
+  // rebuild if the source is gone or replaced (which opens what is there
+  // now).
+  void read_failed(const ReadError& e);
+
+  LiveFs* live;
+  const MountOptions* opts;
+  // Forever for a file source; short for a directory source, whose names
+  // and attributes change when the folder does.
+  double timeout = kForever;
+  std::function<void()> on_ready{};
+  std::function<void()> on_source_gone{};
+  std::atomic<bool> fault_logged{false};
+  ReadAheadOnce read_ahead;
+  HeldInodes held;
+  OpenFiles open_files;
+  ReadDispatch reads;
+};
+
+}  // namespace stfs

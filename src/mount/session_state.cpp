@@ -1,0 +1,82 @@
+#include "stfs/mount/session_state.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "stfs/mount/mountinfo.hpp"
+
+namespace stfs {
+
+OpenFiles::~OpenFiles() {
+  for (OpenFile* f : files_) delete f;
+}
+
+OpenFile* OpenFiles::open(std::shared_ptr<Filesystem> fs) {
+  auto owned = std::make_unique<OpenFile>(OpenFile{std::move(fs)});
+  std::lock_guard lock(mu_);
+  files_.insert(owned.get());
+  return owned.release();
+}
+
+void OpenFiles::release(OpenFile* f) {
+  {
+    std::lock_guard lock(mu_);
+    files_.erase(f);
+  }
+  delete f;
+}
+
+std::size_t OpenFiles::count() const {
+  std::lock_guard lock(mu_);
+  return files_.size();
+}
+
+std::shared_ptr<Filesystem> HeldInodes::answering(Ino ino) const {
+  auto cur = live_.current();
+  if (!live_.dynamic() || cur->tree().node(ino)) return cur;
+  std::lock_guard lock(mu_);
+  auto it = held_.find(ino);
+  return it == held_.end() ? cur : it->second.fs;
+}
+
+void HeldInodes::remember(Ino ino, const std::shared_ptr<Filesystem>& fs) {
+  if (!live_.dynamic() || ino == 0) return;
+  std::lock_guard lock(mu_);
+  Held& h = held_[ino];
+  h.fs = fs;
+  ++h.lookups;
+}
+
+void HeldInodes::forget(Ino ino, std::uint64_t n) {
+  if (!live_.dynamic()) return;
+  std::lock_guard lock(mu_);
+  auto it = held_.find(ino);
+  if (it == held_.end()) return;
+  if (it->second.lookups <= n) {
+    held_.erase(it);
+  } else {
+    it->second.lookups -= n;
+  }
+}
+
+ReadAheadOnce::ReadAheadOnce(const MountOptions& opts)
+    : opts_(opts), pending_(opts.read_ahead_kb.has_value() && ::geteuid() == 0) {}
+
+void ReadAheadOnce::apply() {
+  if (auto r = set_read_ahead_kb(opts_.mountpoint, *opts_.read_ahead_kb); !r) {
+    spdlog::warn("cannot raise the readahead of {}: {}", opts_.mountpoint, r.error().message);
+  } else {
+    spdlog::debug("readahead of {} set to {} KiB", opts_.mountpoint, *opts_.read_ahead_kb);
+  }
+}
+
+void SessionState::log_failure_once(const std::string& message) {
+  if (!fault_logged.exchange(true)) spdlog::error("{}", message);
+}
+
+void SessionState::read_failed(const ReadError& e) {
+  if (e.source_gone && on_source_gone) on_source_gone();
+  if (e.log) log_failure_once(e.message);
+}
+
+}  // namespace stfs
