@@ -1,17 +1,13 @@
-// libFuzzer target: a small model folder built from the fuzz input, then
-// the folder scan, the index parser, the merged view and every view (npy,
-// f32, tree) through the FUSE-free operations, as fuzz_tree does for one
-// file.
+// libFuzzer target: a small model folder built in memory from the fuzz
+// input (MemoryFolderFs), then the folder scan, the index parser, the
+// merged view and every view (npy, f32, tree) through the FUSE-free
+// operations, as fuzz_tree does for one file.
 //
 // Input: records of [kind][name length][name][u16 LE body length][body].
 // kind % 3: 0 a file holding body, 1 a symlink to body (relative, at most
 // one leading "../", so it stays inside the folder), 2 a directory (later names may
 // point into it with '/'). fuzz/make_folder_seed.py writes seeds.
-#include <dirent.h>
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +17,7 @@
 
 #include "stfs/mount/filesystem.hpp"
 #include "stfs/namespace/tree.hpp"
+#include "stfs/source/folder_fs.hpp"
 
 namespace {
 
@@ -41,24 +38,6 @@ std::string clean(const std::uint8_t* p, std::size_t n, bool allow_slash) {
   while (!out.empty() && out.back() == '/') out.pop_back();
   if (out.empty() || out == "." || out == ".." || out.find("..") != std::string::npos) return {};
   return out;
-}
-
-void remove_tree(const std::string& path) {
-  if (DIR* d = ::opendir(path.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
-      std::string full = path + "/" + n;
-      struct stat st {};
-      if (::lstat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        remove_tree(full);
-      } else {
-        ::unlink(full.c_str());
-      }
-    }
-    ::closedir(d);
-  }
-  ::rmdir(path.c_str());
 }
 
 void exercise(const stfs::Filesystem& f) {
@@ -106,9 +85,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  char tmpl[] = "/tmp/stfs-fuzz-XXXXXX";
-  if (!::mkdtemp(tmpl)) return 0;
-  const std::string root = tmpl;
+  // The folder lives in memory (file bytes in memfds): no disk, so the
+  // scan itself is the work.
+  stfs::MemoryFolderFs mem;
+  const std::string root = "/model";
+  mem.add_dir(root);
   std::size_t i = 0;
   int files = 0;
   while (i + 4 <= size && files < 64) {
@@ -127,32 +108,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string path = root + "/" + name;
     ++files;
     if (kind == 0) {
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0) continue;
-      for (std::size_t off = 0; off < body_len;) {
-        ssize_t w = ::write(fd, body + off, body_len - off);
-        if (w <= 0) break;
-        off += static_cast<std::size_t>(w);
-      }
-      ::close(fd);
+      mem.add_file(path, std::string_view(reinterpret_cast<const char*>(body), body_len));
     } else if (kind == 1) {
       // One leading "../" lets a link in a subfolder point back up (a
       // Hugging Face snapshot's shape); the rest stays inside.
       std::string up;
       if (body_len >= 3 && std::memcmp(body, "../", 3) == 0) up = "../", body += 3, body_len -= 3;
       std::string target = clean(body, body_len, true);
-      if (!target.empty()) (void)::symlink((up + target).c_str(), path.c_str());
+      if (!target.empty()) mem.add_link(path, up + target);
     } else {
-      ::mkdir(path.c_str(), 0755);
+      mem.add_dir(path);
     }
   }
   for (int variant = 0; variant < 2; ++variant) {
-    stfs::ViewOptions views;
-    views.npy = variant == 0;
-    views.f32 = variant == 0;
-    views.tree = variant == 1;
     stfs::FolderOptions opts;
-    opts.views = views;
+    opts.views.npy = variant == 0;
+    opts.views.f32 = variant == 0;
+    opts.views.tree = variant == 1;
+    opts.fs = &mem;
     auto tree = stfs::Tree::for_directory(root, opts);
     check(tree.has_value());  // a folder never fails as a whole
     auto fs = stfs::Filesystem::create(std::move(tree).value());
@@ -163,6 +136,5 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = stfs::Tree::for_directory(root, opts);
     check(again.has_value() && again->node_count() == (*fs)->tree().node_count());
   }
-  remove_tree(root);
   return 0;
 }

@@ -39,7 +39,7 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
   auto w = walker.walk(o.source_as_given);
   if (!w) return unexpected(LoadFailure{exit_for(w.error().errnum), w.error().message});
   struct stat fst {};
-  auto fd = PathWalker::open_regular(*w, fst);
+  auto fd = walker.open_regular(*w, fst);
   if (!fd) return unexpected(LoadFailure{exit_for(fd.error().errnum), fd.error().message});
   auto model = Model::load(std::move(fd).value(), o.source, fst, o.limits);
   if (!model) {

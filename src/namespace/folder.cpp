@@ -1,5 +1,4 @@
 // Model folders (DESIGN.md §4): a directory source mirrored recursively.
-#include <dirent.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -21,22 +20,6 @@ namespace {
 // Deeper folders than this are left out: no model layout needs them, and
 // the bound keeps a hostile tree from exhausting anything.
 constexpr int kMaxDepth = 32;
-
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(path.c_str());
-  if (!d) {
-    spdlog::warn("cannot list {}: {}", path, std::strerror(errno));
-    return names;
-  }
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // What identifies an unchanged source across rebuilds.
 struct Identity {
@@ -76,12 +59,18 @@ class FolderScan {
     }
     std::map<std::string, std::uint32_t> models;  // X.safetensors -> source
     std::vector<std::pair<std::string, std::uint32_t>> indexes;  // name, source
-    std::vector<std::string> names = list_dir(path);
+    std::vector<std::string> names;
+    if (auto listed = walker_.fs().list(path)) {
+      names = std::move(listed).value();
+    } else {
+      spdlog::warn("{}", listed.error().message);
+    }
     for (const std::string& name : names) {
       const std::string full = path + "/" + name;
       if (!skip_.empty() && full == skip_) continue;  // our own mountpoint
-      struct stat lst {};
-      if (::lstat(full.c_str(), &lst) != 0) continue;
+      auto lstat = walker_.fs().lstat(full);
+      if (!lstat) continue;
+      const struct stat& lst = *lstat;
       if (!S_ISDIR(lst.st_mode) && !S_ISREG(lst.st_mode) && !S_ISLNK(lst.st_mode)) continue;
       // Every entry is resolved as the kernel would, so the access rule
       // sees each directory a reader must search to reach it.
@@ -131,7 +120,7 @@ class FolderScan {
       return b_.add_source(it->second, perm);
     }
     struct stat st {};
-    auto fd = PathWalker::open_regular(w, st);
+    auto fd = walker_.open_regular(w, st);
     if (!fd) {
       spdlog::warn("{}: left out: {}", full, fd.error().message);
       return std::nullopt;
@@ -170,7 +159,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const FolderOptions& o
       reuse.emplace(identity(m.st(), m.is_safetensors()), previous->model_ptr(i));
     }
   }
-  PathWalker walker(opts.skip);
+  PathWalker walker(opts.skip, opts.fs ? *opts.fs : FolderFs::system());
   auto w = walker.walk(root);
   if (!w) return unexpected(w.error());
   if (!S_ISDIR(w->st.st_mode)) return unexpected(Error{ENOTDIR, "not a directory"});

@@ -1,6 +1,5 @@
 #include "stfs/namespace/watcher.hpp"
 
-#include <dirent.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "stfs/base/unique_fd.hpp"
+#include "stfs/source/folder_fs.hpp"
 
 namespace stfs {
 namespace {
@@ -32,19 +32,16 @@ void watch_tree(int fd, const std::string& path, const std::string& skip, int de
     spdlog::warn("cannot watch {}: {}", path, std::strerror(errno));
     return;
   }
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n == "." || n == "..") continue;
-    std::string full = path + "/" + std::string(n);
+  auto names = list_dir(path);
+  if (!names) return;
+  for (const std::string& n : *names) {
+    std::string full = path + "/" + n;
     struct stat st {};
     if (full == skip) continue;
     if (::lstat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       watch_tree(fd, full, skip, depth + 1);
     }
   }
-  ::closedir(d);
 }
 
 // One FNV-1a step over `n` bytes.
@@ -70,16 +67,9 @@ void mix_identity(std::uint64_t& h, const struct stat& st) {
 // has changed.
 void digest_tree(const std::string& path, const std::string& skip, int depth, std::uint64_t& h) {
   if (depth > 32 || path == skip) return;
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return;
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  for (const std::string& n : names) {
+  auto names = list_dir(path);
+  if (!names) return;
+  for (const std::string& n : *names) {
     std::string full = path + "/" + n;
     if (full == skip) continue;
     mix(h, n.c_str(), n.size() + 1);

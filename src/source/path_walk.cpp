@@ -2,7 +2,6 @@
 #include "stfs/source/path_walk.hpp"
 
 #include <fcntl.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,17 +51,17 @@ void split_into(std::string_view path, std::deque<std::string>& out, bool front)
 
 }  // namespace
 
-AccessSubject access_subject(const std::string& path, const struct stat& st) {
+AccessSubject access_subject(const FolderFs& fs, const std::string& path, const struct stat& st) {
   AccessSubject s;
   s.uid = st.st_uid;
   s.gid = st.st_gid;
   s.mode = st.st_mode & 07777;
-  char buf[4096];
-  ssize_t n = ::lgetxattr(path.c_str(), "system.posix_acl_access", buf, sizeof buf);
-  if (n >= 0) {
-    s.acl = parse_acl_xattr(std::string_view(buf, static_cast<std::size_t>(n)));
+  auto value = fs.acl(path);
+  const int e = value ? 0 : value.error().errnum;
+  if (value) {
+    s.acl = parse_acl_xattr(*value);
     if (!s.acl) s.acl_unknown = true;
-  } else if (errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
+  } else if (e != ENODATA && e != ENOTSUP && e != EOPNOTSUPP) {
     s.acl_unknown = true;  // an ACL we cannot read may deny anyone anything
   }
   return s;
@@ -77,15 +76,14 @@ bool PathWalker::forbidden(const std::string& p) const {
 
 Result<struct stat> PathWalker::lstat_cached(const std::string& p) {
   if (auto it = lstat_cache_.find(p); it != lstat_cache_.end()) return it->second;
-  struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) return unexpected(sys_error(errno, p));
-  lstat_cache_.emplace(p, st);
+  auto st = fs_.lstat(p);
+  if (st) lstat_cache_.emplace(p, *st);
   return st;
 }
 
 const AccessSubject& PathWalker::subject(const std::string& p, const struct stat& st) {
   auto it = subject_cache_.find(p);
-  if (it == subject_cache_.end()) it = subject_cache_.emplace(p, access_subject(p, st)).first;
+  if (it == subject_cache_.end()) it = subject_cache_.emplace(p, access_subject(fs_, p, st)).first;
   return it->second;
 }
 
@@ -120,10 +118,9 @@ Result<PathWalker::Walked> PathWalker::walk(const std::string& path) {
     if (!r) return unexpected(r.error());
     if (S_ISLNK(r->st_mode)) {
       if (++links > kMaxLinks) return unexpected(sys_error(ELOOP, path));
-      char buf[PATH_MAX];
-      ssize_t n = ::readlink(next.c_str(), buf, sizeof buf);
-      if (n < 0) return unexpected(sys_error(errno, next));
-      std::string_view target(buf, static_cast<std::size_t>(n));
+      auto link = fs_.readlink(next);
+      if (!link) return unexpected(link.error());
+      const std::string& target = *link;
       split_into(target, todo, true);
       if (!target.empty() && target[0] == '/') {
         cur.assign(1, '/');
@@ -150,10 +147,11 @@ mode_t PathWalker::presented(const Walked& w) {
   return presented_mode(subject(w.path, w.st), w.walked);
 }
 
-Result<UniqueFd> PathWalker::open_regular(const Walked& w, struct stat& st) {
+Result<UniqueFd> PathWalker::open_regular(const Walked& w, struct stat& st) const {
   if (!S_ISREG(w.st.st_mode)) return unexpected(Error{EINVAL, "not a regular file"});
-  UniqueFd fd(::open(w.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
-  if (!fd.valid()) return unexpected(sys_error(errno, "cannot open"));
+  auto opened = fs_.open(w.path);
+  if (!opened) return unexpected(opened.error());
+  UniqueFd fd = std::move(opened).value();
   if (::fstat(fd.get(), &st) != 0) return unexpected(sys_error(errno, "cannot stat"));
   if (!S_ISREG(st.st_mode)) return unexpected(Error{EINVAL, "not a regular file"});
   if (st.st_dev != w.st.st_dev || st.st_ino != w.st.st_ino) {

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "stfs/source/folder_fs.hpp"
 #include "stfs/source/model.hpp"
 #include "stfs/base/result.hpp"
 
@@ -108,6 +109,9 @@ struct FolderOptions {
   // descriptors and mappings scale with distinct files.
   const Tree* previous = nullptr;
   SourcePolicy policy;
+  // Where the folder is read from: the system's filesystem (nullptr), or
+  // one held in memory (the folder fuzzer's).
+  const FolderFs* fs = nullptr;
 };
 
 class Tree {

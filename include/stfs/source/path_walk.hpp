@@ -15,20 +15,24 @@
 #include <vector>
 
 #include "stfs/source/access.hpp"
+#include "stfs/source/folder_fs.hpp"
 #include "stfs/base/result.hpp"
 #include "stfs/base/unique_fd.hpp"
 
 namespace stfs {
 
 // The access facts of `path` (lstat result `st`): owner, group, mode, ACL.
-AccessSubject access_subject(const std::string& path, const struct stat& st);
+AccessSubject access_subject(const FolderFs& fs, const std::string& path, const struct stat& st);
 
 class PathWalker {
  public:
   // `forbidden`: a canonical path (our own mountpoint) that resolution must
   // never enter: a link into it fails with ELOOP instead of reading the
   // mount from its own daemon. Empty: none.
-  explicit PathWalker(std::string forbidden = {}) : forbidden_(std::move(forbidden)) {}
+  // Every call goes to `fs` (the system's, or a folder in memory).
+  explicit PathWalker(std::string forbidden = {}, const FolderFs& fs = FolderFs::system())
+      : forbidden_(std::move(forbidden)), fs_(fs) {}
+  const FolderFs& fs() const { return fs_; }
 
   struct Walked {
     std::string path;                   // canonical, no links
@@ -43,7 +47,7 @@ class PathWalker {
 
   // Opens a walked regular file read-only: EINVAL if it is not a regular
   // file, ESTALE if it was replaced since the walk.
-  static Result<UniqueFd> open_regular(const Walked& w, struct stat& st);
+  Result<UniqueFd> open_regular(const Walked& w, struct stat& st) const;
 
  private:
   Result<struct stat> lstat_cached(const std::string& path);
@@ -51,6 +55,7 @@ class PathWalker {
   bool forbidden(const std::string& path) const;
 
   std::string forbidden_;
+  const FolderFs& fs_;
   // Per walker (one folder scan): directories and links seen, and the
   // access facts of directories, so walking 2,000 files of one folder
   // stats each ancestor once.
