@@ -15,9 +15,7 @@
 namespace stfs {
 namespace {
 
-Error sys_error(int e, const std::string& what) {
-  return Error{e, what + ": " + std::strerror(e)};
-}
+Error sys_error(int e, const std::string& what) { return Error{e, what + ": " + std::strerror(e)}; }
 
 class SystemFolderFs final : public FolderFs {
  public:
@@ -107,8 +105,8 @@ bool MemoryFolderFs::add_file(const std::string& path, std::string_view bytes) {
   e.fd = UniqueFd(::memfd_create("stfs-folder-file", MFD_CLOEXEC));
   if (!e.fd.valid()) return false;
   for (std::size_t off = 0; off < bytes.size();) {
-    ssize_t w = ::pwrite(e.fd.get(), bytes.data() + off, bytes.size() - off,
-                         static_cast<off_t>(off));
+    ssize_t w =
+        ::pwrite(e.fd.get(), bytes.data() + off, bytes.size() - off, static_cast<off_t>(off));
     if (w <= 0) return false;
     off += static_cast<std::size_t>(w);
   }
