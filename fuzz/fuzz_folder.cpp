@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -26,14 +27,22 @@ void check(bool ok) {
 }
 
 // Keeps names to a safe alphabet; never "", ".", ".." or absolute.
+// (A table, not a chain of comparisons: every comparison is traced for
+// coverage, and link bodies are long.)
 std::string clean(const std::uint8_t* p, std::size_t n, bool allow_slash) {
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    char c = static_cast<char>(p[i]);
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-        c == '-' || c == '_' || (allow_slash && c == '/' && !out.empty() && out.back() != '/')) {
-      out += c;
+  static const std::array<bool, 256> kName = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char c : std::string_view("abcdefghijklmnopqrstuvwxyz"
+                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")) {
+      t[c] = true;
     }
+    return t;
+  }();
+  std::string out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = static_cast<char>(p[i]);
+    if (kName[p[i]] || (allow_slash && c == '/' && !out.empty() && out.back() != '/')) out += c;
   }
   while (!out.empty() && out.back() == '/') out.pop_back();
   if (out.empty() || out == "." || out == ".." || out.find("..") != std::string::npos) return {};
@@ -59,7 +68,9 @@ void exercise(const stfs::Filesystem& f) {
       continue;
     }
     for (std::uint64_t off : {std::uint64_t{0}, n->size / 2, n->size, n->size + 1}) {
-      auto reply = f.read(n->ino, off, 1 << 16);
+      // Past the small-read size: mapped pieces where the file allows,
+      // read ones where what is left is small.
+      auto reply = f.read(n->ino, off, 1 << 17);
       check(reply.has_value());
       std::size_t sent = 0;
       for (const iovec& v : reply->pieces()) sent += v.iov_len;
@@ -114,27 +125,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       // Hugging Face snapshot's shape); the rest stays inside.
       std::string up;
       if (body_len >= 3 && std::memcmp(body, "../", 3) == 0) up = "../", body += 3, body_len -= 3;
+      // A longer target is refused by symlink(2) itself (ENAMETOOLONG).
+      if (body_len >= 4096) continue;
       std::string target = clean(body, body_len, true);
       if (!target.empty()) mem.add_link(path, up + target);
     } else {
       mem.add_dir(path);
     }
   }
-  for (int variant = 0; variant < 2; ++variant) {
-    stfs::FolderOptions opts;
-    opts.views.npy = variant == 0;
-    opts.views.f32 = variant == 0;
-    opts.views.tree = variant == 1;
-    opts.fs = &mem;
-    auto tree = stfs::Tree::for_directory(root, opts);
-    check(tree.has_value());  // a folder never fails as a whole
-    auto fs = stfs::Filesystem::create(std::move(tree).value());
-    check(fs.has_value());
-    exercise(**fs);
-    // A rebuild that reuses every source must give the same tree.
-    opts.previous = &(*fs)->tree();
-    auto again = stfs::Tree::for_directory(root, opts);
-    check(again.has_value() && again->node_count() == (*fs)->tree().node_count());
-  }
+  // One layout per input, picked by a bit of its first byte (so an input
+  // always takes the same path): the flat files with the npy and f32
+  // views, or the tree view.
+  if (size == 0) return 0;
+  const bool tree_view = (data[0] & 0x80) != 0;
+  stfs::FolderOptions opts;
+  opts.views.npy = !tree_view;
+  opts.views.f32 = !tree_view;
+  opts.views.tree = tree_view;
+  opts.fs = &mem;
+  auto tree = stfs::Tree::for_directory(root, opts);
+  check(tree.has_value());  // a folder never fails as a whole
+  auto fs = stfs::Filesystem::create(std::move(tree).value());
+  check(fs.has_value());
+  exercise(**fs);
+  // A rebuild that reuses every source must give the same tree: checked
+  // for the inputs whose first byte has bit 6 set (half of them, always
+  // the same ones), since it costs as much again as the scan.
+  if ((data[0] & 0x40) == 0) return 0;
+  opts.previous = &(*fs)->tree();
+  auto again = stfs::Tree::for_directory(root, opts);
+  check(again.has_value() && again->node_count() == (*fs)->tree().node_count());
   return 0;
 }

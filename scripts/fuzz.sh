@@ -40,6 +40,7 @@ if [ -d "$corpus/sharded-safetensorsjl" ]; then
   python3 fuzz/make_folder_seed.py "$corpus/sharded-safetensorsjl" "$FOLDER_SEEDS/sharded-link" --link
 fi
 python3 fuzz/make_folder_seed.py samples "$FOLDER_SEEDS/sample"
+python3 fuzz/make_folder_seed.py samples "$FOLDER_SEEDS/sample-tree" --tree
 
 for t in "${TARGETS[@]}"; do
   work=build-fuzz/corpus-$t

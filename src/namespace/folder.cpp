@@ -125,7 +125,7 @@ class FolderScan {
       spdlog::warn("{}: left out: {}", full, fd.error().message);
       return std::nullopt;
     }
-    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_)
+    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_, &parser_)
                       : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
     if (!m) {
       const ModelError& e = m.error();
@@ -147,6 +147,7 @@ class FolderScan {
   const std::string& skip_;
   const Reuse& reuse_;
   const SourcePolicy& policy_;
+  HeaderParser parser_;  // one for the whole scan: its buffers are reused
 };
 
 }  // namespace

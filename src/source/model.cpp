@@ -291,7 +291,7 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
 }
 
 Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const struct stat& st,
-                                      const Limits& limits) {
+                                      const Limits& limits, HeaderParser* parser) {
   auto io_error = [](int e, std::string what) {
     return unexpected(
         ModelError{ModelError::Kind::kIo, e, std::nullopt, what + ": " + std::strerror(e)});
@@ -328,7 +328,9 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
   if (auto r = pread_full(fd, json.data(), len, 8); !r) {
     return io_error(r.error().errnum, "cannot read the header");
   }
-  auto h = parse_header_json_padded(std::string_view(json.data(), len), size, limits);
+  const std::string_view text(json.data(), len);
+  auto h = parser ? parser->parse_padded(text, size, limits)
+                  : parse_header_json_padded(text, size, limits);
   if (!h) return invalid(h.error());
   m.header_ = std::move(h).value();
   m.parsed_ = true;

@@ -103,6 +103,8 @@ Result<void, ReadError> ReadReply::finish() {
         data = buf + used;
         used += p.size;
         break;
+      case How::kConverted:  // never among parts finish() lays out
+        break;
       case How::kMapped:
         // Map these bytes first in drop mode, with forward-only readahead:
         // a default page fault reads around itself, half a window behind
@@ -112,7 +114,6 @@ Result<void, ReadError> ReadReply::finish() {
         data = p.src->mapping().data() + p.offset;
         break;
     }
-    if (p.src) served_.push_back(Served{p.src, p.offset, p.size, p.how == How::kMapped});
     if (!gather) iov_.push_back(iovec{const_cast<char*>(data), p.size});
   }
   if (gather && used > 0) iov_.push_back(iovec{buf, used});
@@ -134,7 +135,8 @@ Result<void, ReadError> ReadReply::converted(const Model& src, Dtype from, std::
          reinterpret_cast<float*>(out));
   iov_.push_back(iovec{out + (offset - first * 4), size});
   size_ = size;
-  served_.push_back(Served{&src, begin + offset / 4 * bytes, size / 4 * bytes, false});
+  parts_.push_back(Part{nullptr, &src, begin + offset / 4 * bytes,
+                        static_cast<std::size_t>(size / 4 * bytes), How::kConverted});
   return {};
 }
 
@@ -142,8 +144,8 @@ std::optional<std::string> ReadReply::complete(int sent) const {
   if (sent == 0) {
     // The mount's page cache holds these bytes now: the source's own copy
     // goes (Model::release_served).
-    for (const Served& s : served_) {
-      if (s.src->drops_cache()) s.src->release_served(s.offset, s.size);
+    for (const Part& p : parts_) {
+      if (p.src && p.src->drops_cache()) p.src->release_served(p.offset, p.size);
     }
     return std::nullopt;
   }
@@ -152,10 +154,10 @@ std::optional<std::string> ReadReply::complete(int sent) const {
   // what is gone.
   std::optional<std::string> message;
   if (sent == -EFAULT) {
-    for (const Served& s : served_) {
-      if (!s.mapped) continue;
-      s.src->fault();
-      if (!message) message = s.src->truncation_message();
+    for (const Part& p : parts_) {
+      if (p.how != How::kMapped) continue;
+      p.src->fault();
+      if (!message) message = p.src->truncation_message();
     }
   }
   return message;

@@ -53,8 +53,11 @@ class Model {
   // validates it.
   static Result<Model, ModelError> open(const std::string& path, const Limits& limits = {});
   // Validates the regular file open on `fd` (fstat result `st`).
+  // `parser`: one to reuse across files (a folder scan), which keeps the
+  // JSON parser's buffers instead of allocating them per file.
   static Result<Model, ModelError> load(UniqueFd fd, std::string path, const struct stat& st,
-                                        const Limits& limits = {});
+                                        const Limits& limits = {},
+                                        HeaderParser* parser = nullptr);
   // Serves the bytes of the regular file open on `fd` as they are; the
   // header stays empty.
   static Model plain(UniqueFd fd, std::string path, const struct stat& st);

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "stfs/base/inline_vec.hpp"
 #include "stfs/base/result.hpp"
 #include "stfs/format/dtype.hpp"
 
@@ -59,7 +60,7 @@ class ReadReply {
   // What to send: none (end of file), one piece (fuse_reply_buf) or more
   // (fuse_reply_iov). Pieces point into memory, a source mapping, or this
   // thread's read buffer: send them on this thread, before the next READ.
-  std::span<const iovec> pieces() const { return iov_; }
+  std::span<const iovec> pieces() const { return iov_.span(); }
   std::size_t size() const { return size_; }
 
   // After the send: `sent` is the send's result (0, or -errno). Releases
@@ -69,25 +70,21 @@ class ReadReply {
   std::optional<std::string> complete(int sent) const;
 
  private:
-  enum class How : std::uint8_t { kMemory, kMapped, kPread, kPreadRandom };
+  // kConverted: the source range a converted piece was read from, released
+  // like the others once sent.
+  enum class How : std::uint8_t { kMemory, kMapped, kPread, kPreadRandom, kConverted };
   struct Part {
     const char* data = nullptr;  // kMemory
-    const Model* src = nullptr;  // else
+    const Model* src = nullptr;  // else: `size` source bytes at `offset`
     std::uint64_t offset = 0;
     std::size_t size = 0;
     How how = How::kMemory;
   };
-  // Releases after a successful send: source ranges read for the reply.
-  struct Served {
-    const Model* src;
-    std::uint64_t offset;
-    std::uint64_t size;
-    bool mapped;  // copied by the kernel from the mapping (EFAULT possible)
-  };
 
-  std::vector<Part> parts_;
-  std::vector<iovec> iov_;
-  std::vector<Served> served_;
+  // Two inline: an NPY header and its tensor's bytes, the most one file
+  // but a packed one needs.
+  InlineVec<Part, 2> parts_;
+  InlineVec<iovec, 2> iov_;
   std::size_t size_ = 0;
 };
 
