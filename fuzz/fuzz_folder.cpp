@@ -133,15 +133,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       mem.add_dir(path);
     }
   }
-  // One layout per input, picked by a bit of its first byte (so an input
-  // always takes the same path): the flat files with the npy and f32
-  // views, or the tree view.
+  // The first byte's high bits pick, always the same for one input: the
+  // layout (0x80: the tree view, else the flat files with the npy and f32
+  // views), the rebuild check (0x40, below), the read path (0x20: pread,
+  // else the mapping) and the source cache (0x10: keep, else drop), so
+  // every read policy is fuzzed.
   if (size == 0) return 0;
   const bool tree_view = (data[0] & 0x80) != 0;
   stfs::FolderOptions opts;
   opts.views.npy = !tree_view;
   opts.views.f32 = !tree_view;
   opts.views.tree = tree_view;
+  opts.policy.read_path = (data[0] & 0x20) != 0 ? stfs::ReadPath::kPread : stfs::ReadPath::kMmap;
+  opts.policy.drop_cache = (data[0] & 0x10) == 0;
   opts.fs = &mem;
   auto tree = stfs::Tree::for_directory(root, opts);
   check(tree.has_value());  // a folder never fails as a whole

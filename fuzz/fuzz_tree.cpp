@@ -1,6 +1,6 @@
 // libFuzzer target: the whole namespace built from a fuzzed file, then
 // every FUSE-free operation on every inode: lookup, getattr, readdir,
-// read plans, xattrs, statfs.
+// read replies, xattrs, statfs.
 //
 // The input goes into a memfd so the real Model/Mapping path runs.
 #include <sys/mman.h>

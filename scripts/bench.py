@@ -139,14 +139,21 @@ class Bench:
         self.big_header_size = len(text)
 
     # ---- mounts ----
-    def mount_stfs(self, source, *opts, binary=None):
-        mp = tempfile.mkdtemp(prefix="stfs-bench-", dir=self.work)
-        p = subprocess.Popen([binary or self.stfs, "-f", *opts, source, mp], stdin=subprocess.DEVNULL,
+    def mount(self, argv, prefix):
+        """The one way the bench mounts: a FUSE daemon in the foreground
+        (`argv` plus a fresh mountpoint), waited for until it answers, and
+        recorded so umount() or cleanup() takes it down. Returns (mp, proc)."""
+        mp = tempfile.mkdtemp(prefix=prefix, dir=self.work)
+        p = subprocess.Popen(argv + [mp], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_mount(mp, p)
-        os.stat(mp)  # first request after INIT (readahead is raised then)
         self.mounts.append(mp)
         self.procs.append(p)
+        wait_mount(mp, p)
+        return mp, p
+
+    def mount_stfs(self, source, *opts, binary=None):
+        mp, p = self.mount([binary or self.stfs, "-f", *opts, source], "stfs-bench-")
+        os.stat(mp)  # first request after INIT (readahead is raised then)
         return mp, p
 
     def first_read(self, binary, opts=(), warm_paths=()):
@@ -161,17 +168,10 @@ class Bench:
             warm(path)
         bw = total / timed(lambda: self.read_all_files(mp))
         self.umount(mp, p)
-        os.rmdir(mp)
         return bw
 
-    def mount_squash(self):
-        mp = tempfile.mkdtemp(prefix="sq-bench-", dir=self.work)
-        p = subprocess.Popen(["squashfuse_ll", "-f", self.image, mp], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_mount(mp, p)
-        self.mounts.append(mp)
-        self.procs.append(p)
-        return mp, p
+    def mount_squash(self, image=None):
+        return self.mount(["squashfuse_ll", "-f", image or self.image], "sq-bench-")
 
     def umount(self, mp, p):
         unmount(mp)
@@ -182,6 +182,36 @@ class Bench:
             p.wait()
         self.mounts.remove(mp)
         self.procs.remove(p)
+        try:
+            os.rmdir(mp)
+        except OSError:
+            pass
+
+    def unmount_all(self):
+        for mp, p in list(zip(self.mounts, self.procs)):
+            self.umount(mp, p)
+
+    def compare(self, groups, other):
+        """Each group of rows with this build and with `other`, one after the
+        other (which first alternates from group to group, against drift),
+        then every row's value for both and their ratio."""
+        mine = self.stfs
+        pairs = []
+        for i, fn in enumerate(groups):
+            got = {}
+            for who in ((mine, other) if i % 2 == 0 else (other, mine)):
+                self.stfs = who
+                print("-- with %s" % who, flush=True)
+                start = len(self.rows)
+                fn()
+                self.unmount_all()
+                got[who] = self.rows[start:]
+            self.stfs = mine
+            pairs += list(zip(got[mine], got[other]))
+        print("compare: this build (%s) / %s, row by row" % (mine, other))
+        for a, o in pairs:
+            ratio = a[1] / o[1] if o[1] else float("nan")
+            print("  %-52s %10.2f %10.2f %-5s %6.2fx" % (a[0], a[1], o[1], a[2], ratio))
 
     def cleanup(self):
         for mp in list(self.mounts):
@@ -514,12 +544,7 @@ class Bench:
         image = os.path.join(self.work, "model-file.squashfs")
         sh("mksquashfs", tree, image, "-noI", "-noD", "-noF", "-noX", "-no-progress", "-quiet")
         shutil.rmtree(tree)
-        lower = tempfile.mkdtemp(prefix="sq-lower-", dir=self.work)
-        lp = subprocess.Popen(["squashfuse_ll", "-f", image, lower], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_mount(lower, lp)
-        self.mounts.append(lower)
-        self.procs.append(lp)
+        lower, lp = self.mount_squash(image)
         src = os.path.join(lower, "model.safetensors")
         mp, p = self.mount_stfs(src)
         total = sum(s for _, _, s in self.tensors) / GiB
@@ -645,6 +670,9 @@ def main():
     ap.add_argument("--work", default=None, help="scratch directory (default: /var/tmp)")
     ap.add_argument("--baseline", default=None,
                     help="another stfs binary to compare first reads with, side by side")
+    ap.add_argument("--compare", default=None,
+                    help="another stfs binary: every row is run with both, side by side (the "
+                         "order alternating per group), and each row's ratio printed")
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
                          "header,footprint,pairs,cold,squashfuse,packed,packedscale")
@@ -666,28 +694,25 @@ def main():
         b.make_model()
         if want("header"):
             b.make_big_header()
+        # Rows in groups: the first group's rows share the mounts that
+        # sequential() makes.
+        groups = []
         if want("sequential") or want("memory") or want("random") or want("parallel"):
-            b.sequential()
-        if want("random"):
-            b.random_4k()
-        if want("parallel"):
-            b.parallel()
-        if want("memory"):
-            b.memory_after_model()
-        if want("header"):
-            b.big_header()
-        if want("footprint"):
-            b.footprint()
-        if want("pairs"):
-            b.first_read_pairs()
-        if want("cold"):
-            b.cold_pairs()
-        if want("squashfuse"):
-            b.over_squashfuse()
-        if want("packed"):
-            b.packed_read()
-        if want("packedscale"):
-            b.packed_scale()
+            groups.append(lambda: (b.sequential(),
+                                   want("random") and b.random_4k(),
+                                   want("parallel") and b.parallel(),
+                                   want("memory") and b.memory_after_model()))
+        for row, fn in (("header", b.big_header), ("footprint", b.footprint),
+                        ("pairs", b.first_read_pairs), ("cold", b.cold_pairs),
+                        ("squashfuse", b.over_squashfuse), ("packed", b.packed_read),
+                        ("packedscale", b.packed_scale)):
+            if want(row):
+                groups.append(fn)
+        if args.compare:
+            b.compare(groups, os.path.abspath(args.compare))
+        else:
+            for fn in groups:
+                fn()
         missed = [r for r in b.rows if r[5] is not None and not r[6]]
         print("targets: %d met, %d missed" % (sum(1 for r in b.rows if r[5] is not None and r[6]),
                                               len(missed)))
