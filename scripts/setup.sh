@@ -24,6 +24,13 @@ PACKAGES=(
   bindfs squashfuse squashfs-tools  # FUSE sources standing in for NFS, sshfs, s3 mounts
 )
 
+# Hugging Face's own safetensors library, a real loader for
+# tests/integration/test_loaders.py: packaged from Debian 13 on (the test
+# skips on Debian 12 and says so).
+if [ "$(. /etc/os-release 2>/dev/null; echo "${VERSION_ID%%.*}")" -ge 13 ] 2>/dev/null; then
+  PACKAGES+=(python3-safetensors)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

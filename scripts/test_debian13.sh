@@ -73,5 +73,5 @@ fi
 echo "test_debian13: building and testing in Debian $(cat "$ROOT/etc/debian_version")"
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LANG=C.UTF-8 STFS_REQUIRE_CORPUS="${STFS_REQUIRE_CORPUS:-}" \
-  STFS_REQUIRE_FUSE="${STFS_REQUIRE_FUSE:-}" CI="${CI:-}" \
+  STFS_REQUIRE_FUSE="${STFS_REQUIRE_FUSE:-}" CI="${CI:-}" STFS_REQUIRE_SAFETENSORS=1 \
   /bin/bash -c 'cd /work/main && scripts/test.sh'

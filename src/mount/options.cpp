@@ -113,6 +113,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       o.views.f32 = true;
     } else if (opt == "packed") {
       o.views.packed = true;
+    } else if (opt == "originals") {
+      o.views.originals = true;
     } else if (opt == "rw") {
       // mount(8) hands helpers "rw" by default; the mount stays read-only.
       o.rw_requested = true;
@@ -172,6 +174,11 @@ std::string_view mount_options_help() {
          "                       (for loaders that want one file); a single-file source\n"
          "                       has no packed view\n"
          "  f32                  add __f32__/<tensor>: every floating tensor as float32\n"
+         "  originals            folder sources: every valid <X>.safetensors stays a file\n"
+         "                       at its own name for loaders (its validated header, then\n"
+         "                       its data in place), its tensors beside it in\n"
+         "                       <X>.safetensors.d/; source entries named *.safetensors.d\n"
+         "                       are left out"
          "  threads=N            source reads served at once (default 8); the loop keeps\n"
          "                       2 more threads that never wait on a source, and reads\n"
          "                       past N wait in a queue, so a stalled source never\n"

@@ -68,6 +68,12 @@ class FolderScan {
     for (const std::string& name : names) {
       const std::string full = path + "/" + name;
       if (!skip_.empty() && full == skip_) continue;  // our own mountpoint
+      if (originals_reserved(name)) {
+        spdlog::warn("{}: left out: the name is reserved for a tensor directory under "
+                     "-o originals (X.safetensors{})",
+                     full, kOriginalsSuffix);
+        continue;
+      }
       auto lstat = walker_.fs().lstat(full);
       if (!lstat) continue;
       const struct stat& lst = *lstat;
@@ -94,7 +100,14 @@ class FolderScan {
       auto src = source(*w, full, is_model);
       if (!src) continue;
       if (is_model) {
-        auto sub = b_.add_dir(dir, name, b_.add_model_stat(*src));
+        const std::uint32_t stat = b_.add_model_stat(*src);
+        TreeBuilder::Id sub;
+        if (b_.views().originals) {
+          add_original(dir, name, *src, stat);
+          sub = b_.add_dir(dir, name + std::string(kOriginalsSuffix), stat);
+        } else {
+          sub = b_.add_dir(dir, name, stat);
+        }
         b_.add_model_contents(sub, *src);
         models[name] = *src;
       } else {
@@ -109,6 +122,26 @@ class FolderScan {
   }
 
  private:
+  bool originals_reserved(const std::string& name) const {
+    return b_.views().originals &&
+           name.ends_with(".safetensors" + std::string(kOriginalsSuffix));
+  }
+
+  // -o originals: X.safetensors as a file at its own name, for loaders:
+  // the header bytes this scan validated (never the source's, which may
+  // have been rewritten since), then the data section read in place, with
+  // the truncation rules of every source read.
+  void add_original(TreeBuilder::Id dir, const std::string& name, std::uint32_t src,
+                    std::uint32_t stat) {
+    const Model& m = b_.source(src);
+    const std::uint64_t start = m.header().data_start();
+    std::vector<PackedSegment> data;
+    if (m.header().file_size > start) {
+      data.push_back(PackedSegment{start, start, m.header().file_size - start, src});
+    }
+    b_.add_packed(dir, name, m.header_bytes(), std::move(data), stat);
+  }
+
   // The source for a walked regular file: the previous tree's when its
   // identity is unchanged, else opened, validated and mapped. One that
   // cannot be (invalid, a /sys file, address space exhausted) is left out
@@ -125,7 +158,8 @@ class FolderScan {
       spdlog::warn("{}: left out: {}", full, fd.error().message);
       return std::nullopt;
     }
-    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_, &parser_)
+    auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_, &parser_,
+                                    b_.views().originals)
                       : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
     if (!m) {
       const ModelError& e = m.error();

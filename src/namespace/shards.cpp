@@ -185,8 +185,15 @@ void add_merged_view(TreeBuilder& b, TreeBuilder::Id dir, const std::string& pat
   }
 
   const std::string base = index.substr(0, index.size() - std::string_view(".index.json").size());
+  // X.safetensors, or with -o originals X.safetensors.d as a model's own
+  // tensor directory is named; X.safetensors.merged when the folder has an
+  // X.safetensors itself.
   std::string name = base;
-  if (std::binary_search(siblings.begin(), siblings.end(), name)) name += ".merged";
+  if (std::binary_search(siblings.begin(), siblings.end(), name)) {
+    name += ".merged";
+  } else if (b.views().originals) {
+    name += kOriginalsSuffix;
+  }
   // The directory and its metadata take the index file's presented modes;
   // each tensor takes its shard's, so nobody reads a shard they could not.
   const std::uint32_t index_stat = b.add_model_stat(index_src);

@@ -291,7 +291,8 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
 }
 
 Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const struct stat& st,
-                                      const Limits& limits, HeaderParser* parser) {
+                                      const Limits& limits, HeaderParser* parser,
+                                      bool keep_header) {
   auto io_error = [](int e, std::string what) {
     return unexpected(
         ModelError{ModelError::Kind::kIo, e, std::nullopt, what + ": " + std::strerror(e)});
@@ -333,6 +334,10 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
                   : parse_header_json_padded(text, size, limits);
   if (!h) return invalid(h.error());
   m.header_ = std::move(h).value();
+  if (keep_header) {
+    m.header_bytes_.reserve(8 + len);
+    m.header_bytes_.append(prefix, 8).append(json.data(), len);
+  }
   m.parsed_ = true;
   return m;
 }

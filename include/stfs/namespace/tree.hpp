@@ -77,7 +77,15 @@ struct ViewOptions {
   bool tree = false;  // -o tree: dotted names as nested directories
   bool f32 = false;   // -o f32: __f32__/<name>, every floating tensor as float32
   bool packed = false;  // -o packed: __packed__/<X>.safetensors per sharded checkpoint
+  // -o originals (folder sources): every valid X.safetensors stays a file
+  // at its own name (its validated header, then its data in place), its
+  // tensor directory beside it as X.safetensors.d/ (kOriginalsSuffix).
+  bool originals = false;
 };
+
+// With -o originals, the tensor directory of X.safetensors is
+// X.safetensors.d; a source entry whose name ends so is left out.
+inline constexpr std::string_view kOriginalsSuffix = ".d";
 
 // The reserved directory of the packed view.
 inline constexpr std::string_view kPackedDir = "__packed__";

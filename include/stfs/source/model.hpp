@@ -55,9 +55,10 @@ class Model {
   // Validates the regular file open on `fd` (fstat result `st`).
   // `parser`: one to reuse across files (a folder scan), which keeps the
   // JSON parser's buffers instead of allocating them per file.
+  // `keep_header`: keep the header's bytes as validated (header_bytes()).
   static Result<Model, ModelError> load(UniqueFd fd, std::string path, const struct stat& st,
                                         const Limits& limits = {},
-                                        HeaderParser* parser = nullptr);
+                                        HeaderParser* parser = nullptr, bool keep_header = false);
   // Serves the bytes of the regular file open on `fd` as they are; the
   // header stays empty.
   static Model plain(UniqueFd fd, std::string path, const struct stat& st);
@@ -68,6 +69,10 @@ class Model {
   const Header& header() const { return header_; }
   // Validated as safetensors (load), rather than served plain.
   bool is_safetensors() const { return parsed_; }
+  // The 8 length bytes and the N header bytes exactly as they were read
+  // and validated, if load() was asked to keep them; else empty. Served in
+  // place of the source's own header, which may have changed since.
+  const std::string& header_bytes() const { return header_bytes_; }
 
   // Readies the file for serving: maps it (kMmap), or not (kPread); kAuto
   // picks pread on network and FUSE filesystems (where a shared mapping is
@@ -127,6 +132,7 @@ class Model {
   UniqueFd direct_fd_;  // the same file with O_DIRECT (FUSE sources)
   struct stat st_ {};
   Header header_;
+  std::string header_bytes_;
   bool parsed_ = false;
   Mapping map_;
   ReadPath read_path_ = ReadPath::kAuto;
