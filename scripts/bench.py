@@ -191,27 +191,39 @@ class Bench:
         for mp, p in list(zip(self.mounts, self.procs)):
             self.umount(mp, p)
 
-    def compare(self, groups, other):
+    def compare(self, groups, other, rounds=2):
         """Each group of rows with this build and with `other`, one after the
-        other (which first alternates from group to group, against drift),
-        then every row's value for both and their ratio."""
+        other, `rounds` times; which goes first alternates from group to
+        group and from round to round, against drift. Then every row's
+        medians for both and the median of its per-round ratios."""
         mine = self.stfs
-        pairs = []
-        for i, fn in enumerate(groups):
-            got = {}
-            for who in ((mine, other) if i % 2 == 0 else (other, mine)):
-                self.stfs = who
-                print("-- with %s" % who, flush=True)
-                start = len(self.rows)
-                fn()
-                self.unmount_all()
-                got[who] = self.rows[start:]
-            self.stfs = mine
-            pairs += list(zip(got[mine], got[other]))
-        print("compare: this build (%s) / %s, row by row" % (mine, other))
-        for a, o in pairs:
-            ratio = a[1] / o[1] if o[1] else float("nan")
-            print("  %-52s %10.2f %10.2f %-5s %6.2fx" % (a[0], a[1], o[1], a[2], ratio))
+        values = {}  # row index within the run -> (name, unit, [mine], [other], [ratio])
+        for r in range(rounds):
+            order = 0
+            for gi, fn in enumerate(groups):
+                got = {}
+                first_mine = (gi + r) % 2 == 0
+                for who in ((mine, other) if first_mine else (other, mine)):
+                    self.stfs = who
+                    print("-- round %d, with %s" % (r + 1, who), flush=True)
+                    start = len(self.rows)
+                    fn()
+                    self.unmount_all()
+                    got[who] = self.rows[start:]
+                self.stfs = mine
+                for a, o in zip(got[mine], got[other]):
+                    v = values.setdefault(order, (a[0], a[2], [], [], []))
+                    v[2].append(a[1])
+                    v[3].append(o[1])
+                    if o[1]:
+                        v[4].append(a[1] / o[1])
+                    order += 1
+        print("compare: this build (%s) / %s, row by row, medians of %d rounds"
+              % (mine, other, rounds))
+        for name, unit, a, o, ratios in values.values():
+            print("  %-52s %10.2f %10.2f %-5s %6.2fx" % (
+                name, statistics.median(a), statistics.median(o), unit,
+                statistics.median(ratios) if ratios else float("nan")))
 
     def cleanup(self):
         for mp in list(self.mounts):
@@ -673,6 +685,7 @@ def main():
     ap.add_argument("--compare", default=None,
                     help="another stfs binary: every row is run with both, side by side (the "
                          "order alternating per group), and each row's ratio printed")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --compare")
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
                          "header,footprint,pairs,cold,squashfuse,packed,packedscale")
@@ -709,7 +722,7 @@ def main():
             if want(row):
                 groups.append(fn)
         if args.compare:
-            b.compare(groups, os.path.abspath(args.compare))
+            b.compare(groups, os.path.abspath(args.compare), args.rounds)
         else:
             for fn in groups:
                 fn()
