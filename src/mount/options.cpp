@@ -178,7 +178,7 @@ std::string_view mount_options_help() {
          "                       at its own name for loaders (its validated header, then\n"
          "                       its data in place), its tensors beside it in\n"
          "                       <X>.safetensors.d/; source entries named *.safetensors.d\n"
-         "                       are left out"
+         "                       are left out\n"
          "  threads=N            source reads served at once (default 8); the loop keeps\n"
          "                       2 more threads that never wait on a source, and reads\n"
          "                       past N wait in a queue, so a stalled source never\n"

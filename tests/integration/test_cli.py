@@ -108,6 +108,16 @@ class OptionOrder(unittest.TestCase):
         self.assertIn("later values win", r.stdout)
         self.assertIn("--", r.stdout)
 
+    def test_help_gives_every_mount_option_a_line_of_its_own(self):
+        r = lib.run_stfs("--help")
+        starts = [line[2:].split(" ")[0] for line in r.stdout.splitlines()
+                  if line.startswith("  ") and not line.startswith("   ")]
+        for opt in ("allow_other", "allow_root", "auto_unmount", "uid=N,", "umask=OOO",
+                    "fsname=NAME", "npy", "tree", "packed", "f32", "originals", "threads=N",
+                    "read_path=auto|mmap|pread", "source_cache=drop|keep", "poll=SECONDS",
+                    "read_ahead_kb=N|off", "max_header=N"):
+            self.assertIn(opt, starts, "--help has no line for " + opt)
+
 
 FOREIGN = [
     # (file name, first bytes, words the message must hold)
