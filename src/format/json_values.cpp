@@ -11,8 +11,6 @@
 namespace stfs::parse {
 namespace {
 
-bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 // JSON integer grammar: -?(0|[1-9][0-9]*).
 bool is_json_integer(std::string_view t) {
   if (!t.empty() && t[0] == '-') t.remove_prefix(1);
@@ -56,42 +54,12 @@ ParseError json_error(simdjson::error_code e, std::string_view where) {
   return json_error(std::string(simdjson::error_message(e)) + " (" + std::string(where) + ")");
 }
 
-// Exact unsigned integer from a JSON number token: "0" or [1-9][0-9]*, at
-// most 2^64-1. Everything the reference refuses ("-0", "4.0", "4e0", "01",
-// "18446744073709551616") fails here, and nothing goes through double.
-bool parse_u64_token(std::string_view tok, std::uint64_t& out) {
-  while (!tok.empty() && is_json_space(tok.back())) tok.remove_suffix(1);
-  if (tok.empty()) return false;
-  if (tok.size() > 1 && tok[0] == '0') return false;
-  std::uint64_t v = 0;
-  for (char c : tok) {
-    if (c < '0' || c > '9') return false;
-    if (__builtin_mul_overflow(v, std::uint64_t{10}, &v)) return false;
-    if (__builtin_add_overflow(v, static_cast<std::uint64_t>(c - '0'), &v)) {
-      return false;
-    }
-  }
-  out = v;
-  return true;
-}
 
 // Returns an error if `keys` (sorted in place) holds a duplicate.
 std::optional<std::string> find_duplicate(std::vector<std::string>& keys) {
   std::sort(keys.begin(), keys.end());
   auto it = std::adjacent_find(keys.begin(), keys.end());
   if (it != keys.end()) return *it;
-  return std::nullopt;
-}
-
-// An unescaped string must be valid Unicode. The raw header passed the
-// UTF-8 check (step 4), so only a \u escape can make it invalid: simdjson
-// lets a lone low surrogate through, encoded as ED B0..BF. Every encoded
-// surrogate starts with 0xED, so the full check runs only when one is there.
-std::optional<ParseError> check_string(std::string_view s, std::string_view what) {
-  if (std::memchr(s.data(), 0xED, s.size()) != nullptr &&
-      !simdjson::validate_utf8(s.data(), s.size())) {
-    return json_error("invalid unicode in " + std::string(what));
-  }
   return std::nullopt;
 }
 

@@ -10,6 +10,7 @@
 
 #include <simdjson.h>
 
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,12 +29,41 @@ std::string tensor_ref(std::string_view name);
 ParseError json_error(std::string detail);
 ParseError json_error(simdjson::error_code e, std::string_view where);
 
-// Exact unsigned integer from a JSON number token (never through double).
-bool parse_u64_token(std::string_view tok, std::uint64_t& out);
+inline bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Exact unsigned integer from a JSON number token: "0" or [1-9][0-9]*, at
+// most 2^64-1. Everything the reference refuses ("-0", "4.0", "4e0", "01",
+// "18446744073709551616") fails here, and nothing goes through double.
+// (Inline, as check_string: both run for every integer and key of a
+// header, from other steps' files.)
+inline bool parse_u64_token(std::string_view tok, std::uint64_t& out) {
+  while (!tok.empty() && is_json_space(tok.back())) tok.remove_suffix(1);
+  if (tok.empty()) return false;
+  if (tok.size() > 1 && tok[0] == '0') return false;
+  std::uint64_t v = 0;
+  for (char c : tok) {
+    if (c < '0' || c > '9') return false;
+    if (__builtin_mul_overflow(v, std::uint64_t{10}, &v)) return false;
+    if (__builtin_add_overflow(v, static_cast<std::uint64_t>(c - '0'), &v)) {
+      return false;
+    }
+  }
+  out = v;
+  return true;
+}
 // The first duplicate of `keys` (sorted in place), if any.
 std::optional<std::string> find_duplicate(std::vector<std::string>& keys);
-// An unescaped string must be valid Unicode.
-std::optional<ParseError> check_string(std::string_view s, std::string_view what);
+// An unescaped string must be valid Unicode. The raw header passed the
+// UTF-8 check (step 4), so only a \u escape can make it invalid: simdjson
+// lets a lone low surrogate through, encoded as ED B0..BF. Every encoded
+// surrogate starts with 0xED, so the full check runs only when one is there.
+inline std::optional<ParseError> check_string(std::string_view s, std::string_view what) {
+  if (std::memchr(s.data(), 0xED, s.size()) != nullptr &&
+      !simdjson::validate_utf8(s.data(), s.size())) {
+    return json_error("invalid unicode in " + std::string(what));
+  }
+  return std::nullopt;
+}
 // Consumes and validates any JSON value at nesting `depth` (the value's
 // own level if it is a container).
 std::optional<ParseError> consume_any(od::value v, int depth);
