@@ -1,6 +1,7 @@
 #include "stfs/mount/auto_unmount.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,10 @@ Result<int> start_unmount_watcher(const std::string& mountpoint) {
   }
   if (pid == 0) {
     ::setsid();
+    // The watcher outlives the daemon by design: a stop signal sent to the
+    // whole group (systemd's stop, a terminal) must not end it before it
+    // has unmounted. It ends when the pipe closes.
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_IGN);
     if (::fork() != 0) ::_exit(0);
     // Hold nothing of the daemon's but the pipe, and nothing of the mount.
     if (::chdir("/") != 0) ::_exit(1);

@@ -21,6 +21,7 @@
 #include "stfs/mount/auto_unmount.hpp"
 #include "stfs/mount/fuse_session.hpp"
 #include "stfs/mount/session_state.hpp"
+#include "stfs/mount/stop_signals.hpp"
 
 namespace stfs {
 namespace {
@@ -312,11 +313,9 @@ fuse_lowlevel_ops make_ops() {
 struct SessionGuard {
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   fuse_session* se = nullptr;
-  bool handlers = false;
   bool mounted = false;
   ~SessionGuard() {
     if (mounted) fuse_session_unmount(se);
-    if (handlers) fuse_remove_signal_handlers(se);
     if (se) fuse_session_destroy(se);
     fuse_opt_free_args(&args);
   }
@@ -326,6 +325,7 @@ struct SessionGuard {
 
 int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   static const fuse_lowlevel_ops ops = make_ops();
+  StopSignals stop;  // first: every thread started below inherits its mask
   Context c(live, opts);
   c.on_ready = std::move(hooks.on_ready);
   c.on_source_gone = std::move(hooks.on_source_gone);
@@ -345,11 +345,13 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     spdlog::error("cannot create the FUSE session for {} (options: {})", opts.mountpoint, o);
     return 3;
   }
-  if (fuse_set_signal_handlers(g.se) != 0) {
-    spdlog::error("cannot install signal handlers");
+  // Not fuse_set_signal_handlers: its handlers can lose a signal (stop_signals.hpp).
+  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
+                          g.se);
+      !r) {
+    spdlog::error("{}", r.error().message);
     return 3;
   }
-  g.handlers = true;
   // auto_unmount: the watcher starts before the mount exists (auto_unmount.hpp).
   int watcher_fd = -1;
   if (opts.auto_unmount) {
@@ -383,6 +385,7 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     res = fuse_session_loop_mt(g.se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }
+  stop.finish();  // the loop has returned: no more interruptions
   if (hooks.on_stopping) hooks.on_stopping();
   c.reads.drain();  // answers what is queued while the session still exists
   // A signal ends the loop with 0 here; an error in the loop is logged.
