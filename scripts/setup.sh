@@ -14,6 +14,7 @@ PACKAGES=(
   libselinux1-dev               # Debian 13's fuse3.pc names libselinux (harmless on 12)
   libsimdjson-dev               # header JSON
   libspdlog-dev                 # logging
+  libseccomp-dev                # the daemon's system-call allow-list (sandbox)
   libgtest-dev                  # unit and integration tests
   libbenchmark-dev              # bench/bench_parse
   python3 python3-numpy         # sample generator and test helpers

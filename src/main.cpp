@@ -26,6 +26,7 @@ namespace {
 const char kHelp[] =
     "Usage: stfs [options] SOURCE MOUNTPOINT [options]\n"
     "       stfs --check FILE...\n"
+    "       stfs --sandbox-test SOURCE [-o OPT]\n"
     "       stfs --help | --version\n"
     "\n"
     "Mount a safetensors model file read-only: every tensor becomes a file of\n"
@@ -44,6 +45,11 @@ const char kHelp[] =
     "  --check        validate each FILE and print one line per file:\n"
     "                   OK <file>: <n> tensors (<dtypes>)\n"
     "                   INVALID <file>: <reason> [<rule>]\n"
+    "  --sandbox-test apply the sandbox that a mount of SOURCE (with these -o\n"
+    "                 options) would, try what an attacker would try (read\n"
+    "                 outside the source, write, exec, connect, ptrace, regain\n"
+    "                 privileges), print each result; exit 0 only if every\n"
+    "                 attempt was refused\n"
     "  -h, --help     show this help and exit\n"
     "  -V, --version  show the version and exit\n"
     "\n";
@@ -125,9 +131,10 @@ bool is_helper_name(const char* argv0) {
 
 int main(int argc, char** argv) {
   if (argc > 0 && is_helper_name(argv[0])) return helper_main(argc, argv);
-  enum { kOptCheck = 1000 };
+  enum { kOptCheck = 1000, kOptSandboxTest };
   static const option kLong[] = {
       {"check", no_argument, nullptr, kOptCheck},
+      {"sandbox-test", no_argument, nullptr, kOptSandboxTest},
       {"help", no_argument, nullptr, 'h'},
       {"version", no_argument, nullptr, 'V'},
       {"verbose", no_argument, nullptr, 'v'},
@@ -142,6 +149,7 @@ int main(int argc, char** argv) {
   while ((c = getopt_long(argc, argv, "hVvfdso:", kLong, nullptr)) != -1) {
     switch (c) {
       case kOptCheck: check = true; break;
+      case kOptSandboxTest: mo.sandbox_test = true; break;
       case 'h':
         std::fputs(kHelp, stdout);
         std::fputs(stfs::mount_options_help().data(), stdout);
@@ -169,6 +177,11 @@ int main(int argc, char** argv) {
   if (check) {
     if (args.empty()) return usage_error("--check needs at least one FILE");
     return stfs::run_check(args, stdout, mo.limits);
+  }
+  if (mo.sandbox_test) {
+    if (args.size() != 1) return usage_error("--sandbox-test needs one SOURCE");
+    mo.source = args[0];
+    return stfs::run_mount(std::move(mo));
   }
   if (args.size() != 2) {
     return usage_error(args.size() < 2 ? "missing SOURCE or MOUNTPOINT"

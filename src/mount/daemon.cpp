@@ -23,6 +23,7 @@
 #include <mutex>
 #include <thread>
 
+#include "stfs/base/unique_fd.hpp"
 #include "stfs/mount/filesystem.hpp"
 #include "stfs/mount/fuse_session.hpp"
 #include "stfs/mount/live.hpp"
@@ -30,6 +31,7 @@
 #include "stfs/mount/source_loader.hpp"
 #include "stfs/source/model.hpp"
 #include "stfs/mount/mountinfo.hpp"
+#include "stfs/mount/sandbox.hpp"
 #include "stfs/source/path_walk.hpp"
 #include "stfs/mount/sd_notify.hpp"
 #include "stfs/namespace/tree.hpp"
@@ -132,13 +134,25 @@ bool has_option(const MountOptions& o, std::string_view name) {
   return false;
 }
 
-void redirect_stdio_to_null() {
-  int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return;
-  ::dup2(fd, 0);
-  ::dup2(fd, 1);
-  ::dup2(fd, 2);
-  if (fd > 2) ::close(fd);
+// `devnull` is opened before the sandbox, which refuses it.
+void redirect_stdio_to(int devnull) {
+  if (devnull < 0) return;
+  ::dup2(devnull, 0);
+  ::dup2(devnull, 1);
+  ::dup2(devnull, 2);
+}
+
+// The sandbox hook of serve(): sd_notify's socket first, then the plan.
+Result<void> confine(const SandboxPlan& plan, const std::string& mountpoint) {
+  sd_notify_connect();
+  auto r = apply_sandbox(plan);
+  if (!r) return unexpected(r.error());
+  if (plan.enabled) {
+    spdlog::info("{}: daemon confined: {}", mountpoint, *r);
+  } else {
+    spdlog::warn("{}: the daemon is not confined: {}", mountpoint, *r);
+  }
+  return {};
 }
 
 }  // namespace
@@ -189,7 +203,9 @@ int run_mount(MountOptions o) {
     return kExitMountFailed;
   }
 
-  if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
+  if (!o.sandbox_test) {
+    if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
+  }
   std::unique_ptr<Filesystem> fs;
   // A folder is watched (inotify, or a poll where inotify is blind); a file
   // source only where polled. Either is rebuilt when it changes: requests
@@ -198,6 +214,14 @@ int run_mount(MountOptions o) {
   const bool folder = ::stat(o.source.c_str(), &sst) == 0 && S_ISDIR(sst.st_mode);
   const unsigned poll = poll_seconds(o);
   if (int rc = load(o, !folder && poll > 0, fs); rc != kExitOk) return rc;
+  if (o.sandbox_test) {
+    auto plan = plan_sandbox(o, fs->tree(), fs->tree().hashed_inos());
+    if (!plan) {
+      spdlog::error("cannot plan the sandbox for {}: {}", o.source, plan.error().message);
+      return kExitUsage;
+    }
+    return run_sandbox_test(*plan, o.source);
+  }
   if (o.fake) {
     spdlog::info("fake mount of {} on {}: everything checks out", o.source, o.mountpoint);
     return kExitOk;
@@ -205,6 +229,11 @@ int run_mount(MountOptions o) {
 
   const bool dynamic = fs->tree().hashed_inos();
   if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
+  auto plan = plan_sandbox(o, fs->tree(), dynamic);
+  if (!plan) {
+    spdlog::error("cannot mount {}: {}", o.source, plan.error().message);
+    return kExitUsage;
+  }
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
   FolderWatcher watcher(folder ? o.source : o.source_as_given, o.mountpoint, [&live, &o, folder] {
     auto previous = live.current();
@@ -242,7 +271,10 @@ int run_mount(MountOptions o) {
   auto source_gone = [&watcher, dynamic] {
     if (dynamic) watcher.poke();
   };
-  if (o.foreground) return serve(live, o, {notify_ready, notify_stopping, source_gone});
+  auto confine_now = [&plan, &o] { return confine(*plan, o.mountpoint); };
+  if (o.foreground) {
+    return serve(live, o, {confine_now, notify_ready, notify_stopping, source_gone});
+  }
 
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
@@ -281,7 +313,10 @@ int run_mount(MountOptions o) {
     // "/" always exists; nothing to do but go on.
   }
   int ready_fd = status_pipe[1];
-  auto on_ready = [&ready_fd, &o, &notify_ready] {
+  // Opened now: the sandbox refuses both once serving.
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  auto syslog = make_logger(LogTarget::kSyslog, o.verbose, o.debug);
+  auto on_ready = [&ready_fd, &notify_ready, &devnull, &syslog] {
     notify_ready();
     if (ready_fd < 0) return;
     unsigned char ok = 0;
@@ -290,10 +325,10 @@ int run_mount(MountOptions o) {
     ::close(ready_fd);
     ready_fd = -1;
     // From here on nobody reads our terminal output: log to syslog.
-    redirect_stdio_to_null();
-    init_logging(LogTarget::kSyslog, o.verbose, o.debug);
+    redirect_stdio_to(devnull.get());
+    spdlog::set_default_logger(syslog);
   };
-  int rc = serve(live, o, {on_ready, notify_stopping, source_gone});
+  int rc = serve(live, o, {confine_now, on_ready, notify_stopping, source_gone});
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <memory>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include "stfs/mount/auto_unmount.hpp"
@@ -309,13 +310,19 @@ fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
-// C handles of a session, released in reverse order.
+// C handles of a session, released in reverse order. A confined daemon
+// may not unmount: its watcher does (auto_unmount.hpp).
 struct SessionGuard {
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   fuse_session* se = nullptr;
+  std::optional<UnmountWatcher> watcher;
   bool mounted = false;
   ~SessionGuard() {
-    if (mounted) fuse_session_unmount(se);
+    if (mounted && watcher) {
+      unmount_through_watcher(*watcher);
+    } else if (mounted) {
+      fuse_session_unmount(se);
+    }
     if (se) fuse_session_destroy(se);
     fuse_opt_free_args(&args);
   }
@@ -345,23 +352,16 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     spdlog::error("cannot create the FUSE session for {} (options: {})", opts.mountpoint, o);
     return 3;
   }
-  // Not fuse_set_signal_handlers: its handlers can lose a signal (stop_signals.hpp).
-  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
-                          g.se);
-      !r) {
-    spdlog::error("{}", r.error().message);
-    return 3;
-  }
-  // auto_unmount: the watcher starts before the mount exists (auto_unmount.hpp).
-  int watcher_fd = -1;
-  if (opts.auto_unmount) {
-    auto w = start_unmount_watcher(opts.mountpoint);
+  // The watcher starts before the mount exists (auto_unmount.hpp). The
+  // confined daemon needs it to unmount; -o auto_unmount, to outlive us.
+  if (opts.auto_unmount || opts.sandbox) {
+    auto w = start_unmount_watcher(opts.mountpoint, opts.auto_unmount);
     if (!w) {
-      spdlog::error("cannot mount {} on {}: auto_unmount: {}", opts.source, opts.mountpoint,
+      spdlog::error("cannot mount {} on {}: unmount watcher: {}", opts.source, opts.mountpoint,
                     w.error().message);
       return 3;
     }
-    watcher_fd = *w;  // kept open (close-on-exec) until the process ends
+    g.watcher = std::move(*w);
   }
   if (fuse_session_mount(g.se, opts.mountpoint.c_str()) != 0) {
     spdlog::error("cannot mount {} on {}: see the message above (is /dev/fuse usable?)",
@@ -369,7 +369,22 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     return 3;
   }
   g.mounted = true;
-  if (watcher_fd >= 0) announce_mount(watcher_fd, opts.mountpoint);
+  if (g.watcher) announce_mount(*g.watcher, opts.mountpoint);
+  c.read_ahead.prepare();
+  // Confined before any other thread starts: they inherit it.
+  if (hooks.confine) {
+    if (auto r = hooks.confine(); !r) {
+      spdlog::error("cannot confine the daemon of {}: {}", opts.mountpoint, r.error().message);
+      return 3;
+    }
+  }
+  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
+                          g.se);
+      !r) {
+    spdlog::error("{}", r.error().message);
+    return 3;
+  }
+  c.reads.start();
 
   int res;
   if (opts.single_thread) {

@@ -7,12 +7,13 @@
 
 namespace stfs {
 
-void init_logging(LogTarget target, bool verbose, bool debug) {
+std::shared_ptr<spdlog::logger> make_logger(LogTarget target, bool verbose, bool debug) {
   std::shared_ptr<spdlog::logger> logger;
   if (target == LogTarget::kSyslog) {
     logger = std::make_shared<spdlog::logger>(
         "stfs",
-        std::make_shared<spdlog::sinks::syslog_sink_mt>("stfs", LOG_PID, LOG_DAEMON, false));
+        std::make_shared<spdlog::sinks::syslog_sink_mt>("stfs", LOG_PID | LOG_NDELAY, LOG_DAEMON,
+                                                       false));
     logger->set_pattern("%v");
   } else {
     logger =
@@ -23,7 +24,11 @@ void init_logging(LogTarget target, bool verbose, bool debug) {
                     : verbose ? spdlog::level::info
                               : spdlog::level::warn);
   logger->flush_on(spdlog::level::debug);
-  spdlog::set_default_logger(std::move(logger));
+  return logger;
+}
+
+void init_logging(LogTarget target, bool verbose, bool debug) {
+  spdlog::set_default_logger(make_logger(target, verbose, debug));
 }
 
 }  // namespace stfs

@@ -1,5 +1,8 @@
 #include "stfs/mount/mountinfo.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -42,16 +45,23 @@ std::optional<MountEntry> find_mount(const std::string& path) {
   return found;
 }
 
-Result<void> set_read_ahead_kb(const std::string& path, unsigned kb) {
+Result<UniqueFd> open_read_ahead_knob(const std::string& path) {
   auto m = find_mount(path);
   if (!m) return unexpected(Error{ENOENT, "no mount at " + path + " in /proc/self/mountinfo"});
-  std::string knob = "/sys/class/bdi/" + m->device + "/read_ahead_kb";
-  std::ofstream out(knob);
-  out << kb << '\n';
-  out.flush();
-  if (!out) {
+  const std::string knob = "/sys/class/bdi/" + m->device + "/read_ahead_kb";
+  UniqueFd fd(::open(knob.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) {
     int e = errno;
-    return unexpected(Error{e, "cannot write " + knob + ": " + std::strerror(e)});
+    return unexpected(Error{e, "cannot open " + knob + ": " + std::strerror(e)});
+  }
+  return fd;
+}
+
+Result<void> write_read_ahead_kb(int knob, unsigned kb) {
+  const std::string v = std::to_string(kb) + "\n";
+  if (::pwrite(knob, v.data(), v.size(), 0) != static_cast<ssize_t>(v.size())) {
+    int e = errno;
+    return unexpected(Error{e, std::string("cannot write read_ahead_kb: ") + std::strerror(e)});
   }
   return {};
 }

@@ -102,6 +102,15 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
         return unexpected(bad(opt, "expected an octal mode"));
       }
       o.attr.umask = static_cast<mode_t>(n);
+    } else if (key == "sandbox") {
+      if (value != "on" && value != "off") return unexpected(bad(opt, "expected on or off"));
+      o.sandbox = value == "on";
+    } else if (key == "user" && has_value) {
+      if (value.empty()) return unexpected(bad(opt, "expected a user name or number"));
+      o.run_as = std::string(value);
+    } else if (key == "sandbox_read") {
+      if (!value.starts_with("/")) return unexpected(bad(opt, "expected an absolute folder"));
+      o.sandbox_read.emplace_back(value);
     } else if (key == "fsname") {
       if (value.empty()) return unexpected(bad(opt, "expected a name"));
       o.fsname = std::string(value);
@@ -198,6 +207,14 @@ std::string_view mount_options_help() {
          "                       often; 0: never (default 5 on network and FUSE\n"
          "                       filesystems, else 0: inotify for a folder, and a\n"
          "                       file is served as it was at mount time)\n"
+         "  sandbox=on|off       once mounted, the daemon confines itself (default on):\n"
+         "                       no new privileges, only the capability its source\n"
+         "                       needs, reads only beneath the source and the folders\n"
+         "                       its links resolve into (Landlock), and a system-call\n"
+         "                       allow-list (seccomp); off logs a warning\n"
+         "  user=NAME            serve as this user (name or uid) once mounted\n"
+         "  sandbox_read=DIR     also allow reading beneath DIR (repeatable), for links\n"
+         "                       that later point outside the folders seen at mount\n"
          "  read_ahead_kb=N|off  readahead of the mount, set when root (default 1024)\n"
          "  max_header=N         refuse headers over N bytes (default 100000000)\n"
          "  max_tensors=N        refuse headers with over N tensors (default: no cap)\n"

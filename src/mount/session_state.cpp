@@ -62,8 +62,21 @@ void HeldInodes::forget(Ino ino, std::uint64_t n) {
 ReadAheadOnce::ReadAheadOnce(const MountOptions& opts)
     : opts_(opts), pending_(opts.read_ahead_kb.has_value() && ::geteuid() == 0) {}
 
+void ReadAheadOnce::prepare() {
+  if (!pending_.load()) return;
+  auto knob = open_read_ahead_knob(opts_.mountpoint);
+  if (knob) {
+    knob_ = std::move(*knob);
+  } else {
+    knob_error_ = knob.error().message;
+  }
+}
+
 void ReadAheadOnce::apply() {
-  if (auto r = set_read_ahead_kb(opts_.mountpoint, *opts_.read_ahead_kb); !r) {
+  if (!knob_.valid()) {
+    spdlog::warn("cannot raise the readahead of {}: {}", opts_.mountpoint,
+                 knob_error_.empty() ? "not prepared" : knob_error_);
+  } else if (auto r = write_read_ahead_kb(knob_.get(), *opts_.read_ahead_kb); !r) {
     spdlog::warn("cannot raise the readahead of {}: {}", opts_.mountpoint, r.error().message);
   } else {
     spdlog::debug("readahead of {} set to {} KiB", opts_.mountpoint, *opts_.read_ahead_kb);

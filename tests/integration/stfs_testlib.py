@@ -155,8 +155,19 @@ def find_mount(path):
     return None
 
 
+def unmount_watcher(pid):
+    """Whether `pid` is a daemon's unmount watcher (auto_unmount.hpp), a
+    fork of the daemon that serves nothing and names itself stfs-unmount."""
+    try:
+        with open("/proc/%s/comm" % pid) as f:
+            return f.read().strip() == "stfs-unmount"
+    except OSError:
+        return False
+
+
 def pids_serving(mountpoint):
-    """PIDs of stfs processes whose command line names `mountpoint`."""
+    """PIDs of stfs daemons whose command line names `mountpoint` (not
+    their unmount watchers)."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -167,6 +178,8 @@ def pids_serving(mountpoint):
         except OSError:
             continue
         if argv and os.path.basename(argv[0]) == b"stfs" and os.fsencode(mountpoint) in argv:
+            if unmount_watcher(pid):
+                continue
             out.append(int(pid))
     return out
 

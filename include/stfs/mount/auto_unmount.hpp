@@ -1,28 +1,40 @@
-// auto_unmount done by stfs itself, the same on every libfuse.
+// The unmount watcher: a small process, forked before mounting, that
+// unmounts the daemon's mount for it.
 //
-// libfuse 3.14 honours -o auto_unmount only by mounting through fusermount3;
-// libfuse 3.17 mounts directly as root and then starts a watcher of its own
-// that did not clean up after SIGKILL in our Debian 13 runs. So stfs keeps
-// the option from libfuse and forks its own watcher, before mounting so no
-// SIGKILL can fall between the two: it holds the read end of a pipe whose
-// write end only the daemon holds. After mounting, the daemon writes the
-// mount's device number into the pipe. When the pipe closes (the daemon
-// ended, however it ended), the watcher unmounts the mountpoint lazily, but
-// only the mount the daemon made: the announced device, or, if the daemon
-// died before announcing it, a fuse.stfs mount that was not there before.
+// The confined daemon (sandbox.hpp) may neither umount nor exec
+// fusermount3, so at exit it asks the watcher to unmount and waits for its
+// answer. With -o auto_unmount the watcher also unmounts when the daemon
+// dies, however it died. libfuse 3.14 honours auto_unmount only by mounting
+// through fusermount3, and 3.17's own watcher did not clean up after
+// SIGKILL in our Debian 13 runs, hence our own.
+//
+// It holds the read end of a pipe whose write end only the daemon holds.
+// After mounting, the daemon writes the mount's device number into it; at
+// exit, "unmount". The watcher unmounts lazily, and only the mount the
+// daemon made: the announced device, or, if the daemon died before
+// announcing it, a fuse.stfs mount that was not there before.
 #pragma once
 
 #include <string>
 
 #include "stfs/base/result.hpp"
+#include "stfs/base/unique_fd.hpp"
 
 namespace stfs {
 
-// Call before mounting. Returns the pipe's write end (O_CLOEXEC), which the
-// daemon keeps open for as long as it serves.
-Result<int> start_unmount_watcher(const std::string& mountpoint);
+struct UnmountWatcher {
+  UniqueFd to_watcher;    // kept open for as long as the daemon serves
+  UniqueFd from_watcher;  // the answer to "unmount"
+};
+
+// Call before mounting. `on_death`: unmount when the daemon ends without
+// asking (-o auto_unmount).
+Result<UnmountWatcher> start_unmount_watcher(const std::string& mountpoint, bool on_death);
 
 // Call once mounted: tells the watcher which mount is ours.
-void announce_mount(int watcher_fd, const std::string& mountpoint);
+void announce_mount(const UnmountWatcher& w, const std::string& mountpoint);
+
+// Asks the watcher to unmount now; returns once it has answered (or is gone).
+void unmount_through_watcher(UnmountWatcher& w);
 
 }  // namespace stfs

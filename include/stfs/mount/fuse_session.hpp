@@ -4,12 +4,17 @@
 
 #include <functional>
 
+#include "stfs/base/result.hpp"
 #include "stfs/mount/live.hpp"
 #include "stfs/mount/options.hpp"
 
 namespace stfs {
 
 struct SessionHooks {
+  // Runs once mounted, before the first request and before any thread of
+  // the session starts: the daemon confines itself (sandbox.hpp). A
+  // failure ends the mount.
+  std::function<Result<void>()> confine;
   // Runs once, from the loop, when the kernel's INIT arrives (the mount
   // answers).
   std::function<void()> on_ready;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "stfs/base/result.hpp"
+#include "stfs/base/unique_fd.hpp"
 
 namespace stfs {
 
@@ -22,7 +23,12 @@ std::optional<MountEntry> find_mount(const std::string& path);
 // Decodes mountinfo's octal escapes ("\040" is a space).
 std::string unescape_mountinfo(std::string_view field);
 
-// Sets /sys/class/bdi/<maj:min>/read_ahead_kb of the mount at `path`.
-Result<void> set_read_ahead_kb(const std::string& path, unsigned kb);
+// Opens /sys/class/bdi/<maj:min>/read_ahead_kb of the mount at `path` for
+// writing. Done before the sandbox; the value is written after the
+// kernel's INIT, which sets the readahead from its own reply.
+Result<UniqueFd> open_read_ahead_knob(const std::string& path);
+
+// Writes `kb` to a knob opened above.
+Result<void> write_read_ahead_kb(int knob, unsigned kb);
 
 }  // namespace stfs

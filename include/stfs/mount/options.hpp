@@ -42,6 +42,13 @@ struct MountOptions {
   ViewOptions views;   // -o npy
   Limits limits;       // -o max_header=, max_tensors=
   std::string fsname;  // -o fsname= (default: the source path)
+  // The daemon's confinement once mounted (sandbox.hpp): -o sandbox=on|off,
+  // -o user=NAME (serve as that user), -o sandbox_read=DIR (repeatable:
+  // more folders a rebuild may read, beyond the source and its links).
+  bool sandbox = true;
+  bool sandbox_test = false;  // stfs --sandbox-test SOURCE: no mount
+  std::string run_as;
+  std::vector<std::string> sandbox_read;
   // FUSE and mount options handed to libfuse as they are (allow_other...).
   std::vector<std::string> fuse_options;
   // Options accepted but ignored, for -v to report.

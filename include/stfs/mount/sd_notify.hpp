@@ -13,6 +13,10 @@ namespace stfs {
 // the send failed. Never throws.
 bool sd_notify(std::string_view state);
 
+// Connects one socket to $NOTIFY_SOCKET now, for every later sd_notify:
+// the sandbox refuses new sockets.
+void sd_notify_connect();
+
 // The watchdog interval systemd asked for ($WATCHDOG_USEC, for this
 // process per $WATCHDOG_PID), if any.
 std::optional<std::chrono::microseconds> sd_watchdog_interval();

@@ -77,11 +77,14 @@ class HeldInodes {
 class ReadDispatch {
  public:
   ReadDispatch(unsigned limit, unsigned pool_threads)
-      : limit_(limit), pool_(std::make_unique<IoPool>(pool_threads)) {}
+      : limit_(limit), pool_threads_(pool_threads) {}
+  // Starts the pool's threads: only once the daemon is confined, so that
+  // they start confined (sandbox.hpp). Before it, every read runs inline.
+  void start() { pool_ = std::make_unique<IoPool>(pool_threads_); }
 
   template <typename Job>
   void run(Job&& job) {
-    if (inline_.fetch_add(1) < limit_) {
+    if (inline_.fetch_add(1) < limit_ || !pool_) {
       job();
       inline_.fetch_sub(1);
       return;
@@ -95,6 +98,7 @@ class ReadDispatch {
  private:
   std::atomic<unsigned> inline_{0};
   const unsigned limit_;
+  const unsigned pool_threads_;
   std::unique_ptr<IoPool> pool_;
 };
 
@@ -107,6 +111,8 @@ class ReadDispatch {
 class ReadAheadOnce {
  public:
   explicit ReadAheadOnce(const MountOptions& opts);
+  // Once mounted, before the sandbox: opens the mount's knob.
+  void prepare();
   void once() {
     if (pending_.load(std::memory_order_relaxed) && pending_.exchange(false)) apply();
   }
@@ -115,6 +121,8 @@ class ReadAheadOnce {
   void apply();
   const MountOptions& opts_;
   std::atomic<bool> pending_;
+  UniqueFd knob_;
+  std::string knob_error_;
 };
 
 // Everything one FUSE session keeps (fuse_adapter.cpp's Context).

@@ -76,6 +76,7 @@ TEST(OpenFiles, KeepTheirGenerationAndAreFreedAtTheEnd) {
 
 TEST(ReadDispatch, RunsInlineUpToTheLimitThenOnThePool) {
   ReadDispatch none(0, 2);
+  none.start();
   std::atomic<int> done{0};
   const auto caller = std::this_thread::get_id();
   std::atomic<bool> on_caller{false};
@@ -87,6 +88,7 @@ TEST(ReadDispatch, RunsInlineUpToTheLimitThenOnThePool) {
   EXPECT_EQ(done, 1);
   EXPECT_FALSE(on_caller);
   ReadDispatch one(1, 2);
+  one.start();
   one.run([&] {
     on_caller = std::this_thread::get_id() == caller;
     // A second read while this one runs goes to the pool.
@@ -95,6 +97,16 @@ TEST(ReadDispatch, RunsInlineUpToTheLimitThenOnThePool) {
   EXPECT_TRUE(on_caller);
   one.drain();
   EXPECT_EQ(done, 2);
+}
+
+TEST(ReadDispatch, RunsInlineUntilStarted) {
+  // Before the sandbox the pool has no threads: reads run on the caller.
+  ReadDispatch d(0, 2);
+  const auto caller = std::this_thread::get_id();
+  bool on_caller = false;
+  d.run([&] { on_caller = std::this_thread::get_id() == caller; });
+  EXPECT_TRUE(on_caller);
+  d.drain();
 }
 
 TEST(KernelMountOptions, ReadOnlyWithTheSourceEscaped) {

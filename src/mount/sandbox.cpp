@@ -1,0 +1,140 @@
+#include "stfs/mount/sandbox.hpp"
+
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "stfs/mount/options.hpp"
+#include "stfs/namespace/tree.hpp"
+
+namespace stfs {
+namespace {
+
+bool beneath(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.starts_with(dir) && path[dir.size()] == '/');
+}
+
+std::string parent_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+// The file an open descriptor names now, links resolved.
+std::string real_path_of(int fd) {
+  char buf[PATH_MAX];
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+// Keeps the outermost of nested paths, once each.
+std::vector<std::string> outermost(std::vector<std::string> paths) {
+  std::sort(paths.begin(), paths.end());
+  std::vector<std::string> out;
+  for (std::string& p : paths) {
+    if (out.empty() || !beneath(p, out.back())) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<void> resolve_user(const std::string& name, SandboxPlan& plan) {
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  char* end = nullptr;
+  const unsigned long id = std::strtoul(name.c_str(), &end, 10);
+  int rc = *end == '\0' ? ::getpwuid_r(static_cast<uid_t>(id), &pw, buf, sizeof buf, &found)
+                        : ::getpwnam_r(name.c_str(), &pw, buf, sizeof buf, &found);
+  if (rc != 0 || !found) {
+    if (*end != '\0') return unexpected(Error{EINVAL, "user=" + name + ": no such user"});
+    plan.uid = static_cast<uid_t>(id);  // a bare uid need not have an entry
+    plan.gid = static_cast<gid_t>(id);
+  } else {
+    plan.uid = pw.pw_uid;
+    plan.gid = pw.pw_gid;
+  }
+  plan.switch_user = true;
+  return {};
+}
+
+}  // namespace
+
+Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool dynamic) {
+  SandboxPlan plan;
+  plan.enabled = o.sandbox;
+  if (!o.run_as.empty()) {
+    if (auto r = resolve_user(o.run_as, plan); !r) return unexpected(r.error());
+    if (::geteuid() != 0 && plan.uid != ::geteuid()) {
+      return unexpected(Error{EPERM, "user=" + o.run_as + ": only root can serve as another user"});
+    }
+  }
+  struct stat src {};
+  const bool folder = ::stat(o.source.c_str(), &src) == 0 && S_ISDIR(src.st_mode);
+  std::vector<std::string> paths;
+  bool others_own = src.st_uid != ::geteuid();
+  if (folder) {
+    paths.push_back(o.source);
+    // The folders that followed links resolve into (a Hugging Face snapshot
+    // links to ../../blobs), as opened now.
+    for (std::uint32_t i = 0; i < tree.model_count(); ++i) {
+      const Model& m = tree.model(i);
+      struct stat st {};
+      if (::fstat(m.fd(), &st) == 0 && st.st_uid != ::geteuid()) others_own = true;
+      const std::string real = real_path_of(m.fd());
+      if (!real.empty() && real.front() == '/' && !beneath(real, o.source)) {
+        paths.push_back(parent_of(real));
+      }
+    }
+  } else if (dynamic) {
+    // A polled file is reopened by its path, and may be replaced by a
+    // rename: its folder, and the folder of the link it was given through.
+    paths.push_back(parent_of(o.source));
+    if (!o.source_as_given.empty()) paths.push_back(parent_of(o.source_as_given));
+  }
+  for (const std::string& d : o.sandbox_read) paths.push_back(d);
+  plan.read_beneath = outermost(std::move(paths));
+  plan.keep_dac_read_search = dynamic && !plan.switch_user && ::geteuid() == 0 && others_own;
+  return plan;
+}
+
+Result<std::string> apply_sandbox(const SandboxPlan& plan) {
+  if (!plan.enabled) return std::string("sandbox off (-o sandbox=off)");
+  ::tzset();  // syslog's timestamps: read the zone file while we still can
+  std::string done;
+  if (plan.switch_user) {
+    if (auto r = switch_user(plan.uid, plan.gid); !r) return unexpected(r.error());
+    done += "uid " + std::to_string(plan.uid) + ", ";
+  }
+  if (auto r = keep_capabilities(plan.keep_dac_read_search); !r) return unexpected(r.error());
+  done += plan.keep_dac_read_search ? "capabilities: dac_read_search only, " : "no capabilities, ";
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    int e = errno;
+    return unexpected(Error{e, std::string("cannot set no_new_privs: ") + std::strerror(e)});
+  }
+  done += "no_new_privs, ";
+  auto landlock = restrict_paths(plan.read_beneath);
+  if (!landlock) return unexpected(landlock.error());
+  if (!*landlock) {
+    done += "no Landlock in this kernel (reads are not confined to the source), ";
+  } else if (plan.read_beneath.empty()) {
+    done += "Landlock: no file may be opened, ";
+  } else {
+    done += "Landlock: reads only beneath";
+    for (const std::string& p : plan.read_beneath) done += " " + p;
+    done += ", ";
+  }
+  if (auto r = install_syscall_filter(); !r) return unexpected(r.error());
+  done += "seccomp allow-list";
+  return done;
+}
+
+}  // namespace stfs

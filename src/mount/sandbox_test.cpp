@@ -1,0 +1,185 @@
+// stfs --sandbox-test SOURCE: the proof that the confinement holds. Each
+// attempt runs in a child of its own that applies exactly the sandbox a
+// mount of SOURCE would, then tries one thing an attacker would try. A
+// child killed by seccomp (SIGSYS) was refused too.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "stfs/mount/sandbox.hpp"
+
+namespace stfs {
+namespace {
+
+// An attempt returns 0 when it got through, else the errno that refused it.
+struct Attempt {
+  std::string what;
+  std::function<int()> run;
+  bool must_succeed = false;  // a read the mount needs: the sandbox is not just "deny all"
+};
+
+int err_or_ok(long rc) { return rc < 0 ? errno : 0; }
+
+int try_open(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  ::close(fd);
+  if (flags & O_CREAT) ::unlink(path.c_str());  // we made it: leave nothing behind
+  return 0;
+}
+
+std::string folder_of(const std::string& source) {
+  struct stat st {};
+  if (::stat(source.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return source;
+  const auto slash = source.rfind('/');
+  return slash == 0 ? "/" : source.substr(0, slash);
+}
+
+// A file beneath the source, to show reads that serving needs still work.
+std::string some_file(const std::string& source) {
+  struct stat st {};
+  if (::stat(source.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) return source;
+  // The first regular file found at the top of the folder, if any.
+  std::string found;
+  if (DIR* d = ::opendir(source.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string p = source + "/" + e->d_name;
+      if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        found = p;
+        break;
+      }
+    }
+    ::closedir(d);
+  }
+  return found;
+}
+
+std::vector<Attempt> attempts(const std::string& source, int opened_before) {
+  const std::string folder = folder_of(source);
+  std::vector<Attempt> a = {
+      {"read /etc/shadow", [] { return try_open("/etc/shadow", O_RDONLY); }},
+      {"read /etc/passwd (outside the source)", [] { return try_open("/etc/passwd", O_RDONLY); }},
+      {"list /root", [] { return try_open("/root", O_RDONLY | O_DIRECTORY); }},
+      {"create a file in the source's folder",
+       [folder] { return try_open(folder + "/.stfs-sandbox-test", O_WRONLY | O_CREAT | O_EXCL); }},
+      {"create a file in /tmp",
+       [] { return try_open("/tmp/.stfs-sandbox-test", O_WRONLY | O_CREAT | O_EXCL); }},
+      {"open the source for writing", [source] { return try_open(source, O_WRONLY); }},
+      {"exec /bin/sh",
+       [] {
+         ::execl("/bin/sh", "sh", "-c", "exit 0", static_cast<char*>(nullptr));
+         return errno;
+       }},
+      {"open a TCP socket and connect to 127.0.0.1:22",
+       [] {
+         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+         if (fd < 0) return errno;
+         sockaddr_in sin{};
+         sin.sin_family = AF_INET;
+         sin.sin_port = htons(22);
+         sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+         int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+         int e = errno;
+         ::close(fd);
+         // Refused by the peer is not refused by the sandbox.
+         return rc == 0 || e == ECONNREFUSED ? 0 : e;
+       }},
+      {"ptrace the parent", [] { return err_or_ok(::ptrace(PTRACE_ATTACH, ::getppid(), 0, 0)); }},
+      {"setuid(0)", [] { return err_or_ok(::setuid(0)); }},
+      {"raise every capability",
+       [] {
+         __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+         __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+         std::memset(d, 0xff, sizeof d);
+         return err_or_ok(::syscall(SYS_capset, &h, d));
+       }},
+      {"map executable memory",
+       [] {
+         void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+         return p == MAP_FAILED ? errno : 0;
+       }},
+      {"signal another process (pid 1)", [] { return err_or_ok(::kill(1, 0)); }},
+  };
+  if (opened_before >= 0) {
+    a.push_back({"read the source through a descriptor opened before",
+                 [opened_before] {
+                   char b;
+                   return ::pread(opened_before, &b, 1, 0) >= 0 ? 0 : errno;
+                 },
+                 true});
+  }
+  return a;
+}
+
+}  // namespace
+
+int run_sandbox_test(const SandboxPlan& plan, const std::string& source) {
+  std::printf("sandbox test of %s\n", source.c_str());
+  std::printf("  reads allowed beneath:%s\n", plan.read_beneath.empty() ? " nothing" : "");
+  for (const std::string& p : plan.read_beneath) std::printf("    %s\n", p.c_str());
+  std::string inside = some_file(source);
+  int opened = inside.empty() ? -1 : ::open(inside.c_str(), O_RDONLY | O_CLOEXEC);
+  auto list = attempts(source, opened);
+  if (!plan.read_beneath.empty() && !inside.empty()) {
+    list.push_back({"open a file beneath the source (" + inside + ")",
+                    [inside] { return try_open(inside, O_RDONLY); }, true});
+  }
+  bool all_held = true;
+  for (const Attempt& a : list) {
+    std::fflush(stdout);
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return 3;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(pipefd[0]);
+      int result = -1;
+      if (auto r = apply_sandbox(plan); r) result = a.run();
+      ssize_t n = ::write(pipefd[1], &result, sizeof result);
+      ::_exit(n == sizeof result ? 0 : 1);
+    }
+    ::close(pipefd[1]);
+    int result = -2;
+    ssize_t n = ::read(pipefd[0], &result, sizeof result);
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    std::string verdict;
+    bool ok;
+    if (n != sizeof result && WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+      verdict = "refused: killed by seccomp (SIGSYS)";
+      ok = !a.must_succeed;
+    } else if (n != sizeof result || result == -1) {
+      verdict = "error: the sandbox could not be applied";
+      ok = false;
+    } else if (result == 0) {
+      verdict = a.must_succeed ? "allowed, as serving needs" : "ALLOWED";
+      ok = a.must_succeed;
+    } else {
+      verdict = std::string("refused: ") + std::strerror(result);
+      ok = !a.must_succeed;
+    }
+    std::printf("  %-60s %s\n", a.what.c_str(), verdict.c_str());
+    all_held = all_held && ok;
+  }
+  if (opened >= 0) ::close(opened);
+  std::printf("%s\n", all_held ? "every attempt was refused" : "the sandbox does NOT hold");
+  return all_held ? 0 : 1;
+}
+
+}  // namespace stfs
