@@ -29,9 +29,9 @@ Result<void> switch_user(uid_t uid, gid_t gid) {
   return {};
 }
 
-Result<void> keep_capabilities(bool dac_read_search) {
-  // The bounding set first (that needs CAP_SETPCAP, which goes next): no
-  // later exec could bring a capability back. Without CAP_SETPCAP (an
+Result<void> limit_bounding_set(bool dac_read_search) {
+  // Needs CAP_SETPCAP, so it comes before the switch of user and capset:
+  // no later exec could bring a capability back. Without CAP_SETPCAP (an
   // ordinary user) there is nothing to drop.
   for (int cap = 0; cap <= 63; ++cap) {
     if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) break;  // past the last
@@ -43,6 +43,10 @@ Result<void> keep_capabilities(bool dac_read_search) {
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
     return unexpected(sys_error("cannot clear the ambient capabilities"));
   }
+  return {};
+}
+
+Result<void> keep_capabilities(bool dac_read_search) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
   if (::syscall(SYS_capget, &header, data) != 0) {

@@ -271,7 +271,11 @@ int run_mount(MountOptions o) {
   auto source_gone = [&watcher, dynamic] {
     if (dynamic) watcher.poke();
   };
-  auto confine_now = [&plan, &o] { return confine(*plan, o.mountpoint); };
+  auto confine_now = [&plan, &o]() -> Result<void> {
+    if (auto r = confine(*plan, o.mountpoint); !r) return r;
+    if (plan->enabled) o.confined_to = plan->read_beneath;  // rebuilds keep to it
+    return {};
+  };
   if (o.foreground) {
     return serve(live, o, {confine_now, notify_ready, notify_stopping, source_gone});
   }

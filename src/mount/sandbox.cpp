@@ -110,6 +110,7 @@ Result<std::string> apply_sandbox(const SandboxPlan& plan) {
   if (!plan.enabled) return std::string("sandbox off (-o sandbox=off)");
   ::tzset();  // syslog's timestamps: read the zone file while we still can
   std::string done;
+  if (auto r = limit_bounding_set(plan.keep_dac_read_search); !r) return unexpected(r.error());
   if (plan.switch_user) {
     if (auto r = switch_user(plan.uid, plan.gid); !r) return unexpected(r.error());
     done += "uid " + std::to_string(plan.uid) + ", ";

@@ -67,7 +67,8 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
 // How a folder source is read: the mount's options; `previous` is the tree
 // a rebuild replaces.
 FolderOptions folder_options(const MountOptions& o, const Tree* previous) {
-  return FolderOptions{o.attr, o.limits, o.views, o.mountpoint, previous, o.source_policy};
+  return FolderOptions{o.attr,         o.limits, o.views,         o.mountpoint,
+                       previous,       o.source_policy, nullptr, o.confined_to};
 }
 
 }  // namespace

@@ -48,9 +48,14 @@ using Reuse = std::unordered_map<Identity, std::shared_ptr<const Model>, Identit
 
 class FolderScan {
  public:
-  FolderScan(TreeBuilder& b, const Limits& limits, PathWalker& walker, const std::string& skip,
-             const Reuse& reuse, const SourcePolicy& policy)
-      : b_(b), limits_(limits), walker_(walker), skip_(skip), reuse_(reuse), policy_(policy) {}
+  FolderScan(TreeBuilder& b, const FolderOptions& opts, PathWalker& walker, const Reuse& reuse)
+      : b_(b),
+        limits_(opts.limits),
+        walker_(walker),
+        skip_(opts.skip),
+        reuse_(reuse),
+        policy_(opts.policy),
+        confined_to_(opts.confined_to) {}
 
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
@@ -146,11 +151,29 @@ class FolderScan {
   // identity is unchanged, else opened, validated and mapped. One that
   // cannot be (invalid, a /sys file, address space exhausted) is left out
   // with a warning, never the folder.
+  // Whether a confined daemon may open `path` (sandbox.hpp).
+  bool confined_ok(const std::string& path) const {
+    if (confined_to_.empty()) return true;
+    for (const std::string& d : confined_to_) {
+      if (d == "/" || path == d || (path.starts_with(d) && path[d.size()] == '/')) return true;
+    }
+    return false;
+  }
+
   std::optional<std::uint32_t> source(const PathWalker::Walked& w, const std::string& full,
                                       bool is_model) {
     const mode_t perm = walker_.presented(w);
     if (auto it = reuse_.find(identity(w.st, is_model)); it != reuse_.end()) {
       return b_.add_source(it->second, perm);
+    }
+    if (!confined_ok(w.path)) {
+      std::string allowed;
+      for (const std::string& d : confined_to_) allowed += (allowed.empty() ? "" : ", ") + d;
+      spdlog::warn(
+          "{}: left out: it resolves to {}, outside what this mount's sandbox may read ({}); "
+          "remount, or mount with -o sandbox_read=DIR",
+          full, w.path, allowed);
+      return std::nullopt;
     }
     struct stat st {};
     auto fd = walker_.open_regular(w, st);
@@ -181,6 +204,7 @@ class FolderScan {
   const std::string& skip_;
   const Reuse& reuse_;
   const SourcePolicy& policy_;
+  const std::vector<std::string>& confined_to_;
   HeaderParser parser_;  // one for the whole scan: its buffers are reused
 };
 
@@ -201,7 +225,7 @@ Result<Tree> Tree::for_directory(const std::string& root, const FolderOptions& o
   struct stat st = w->st;
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
   TreeBuilder b(opts.attr, st, opts.views);
-  FolderScan(b, opts.limits, walker, opts.skip, reuse, opts.policy).scan(0, w->path, 0);
+  FolderScan(b, opts, walker, reuse).scan(0, w->path, 0);
   return b.finish(/*hashed=*/true, /*leave_out_clashes=*/true);
 }
 

@@ -213,6 +213,17 @@ def run_stfs(*args, timeout=30):
                           stdin=subprocess.DEVNULL)
 
 
+def sanitizer_options(options):
+    """`options`, plus -o sandbox=off under ASan unless they say otherwise:
+    LeakSanitizer's exit-time check stops the daemon's threads with a
+    clone and ptrace, which the sandbox refuses (test_sandbox.py runs the
+    sandbox under ASan with the leak check off instead)."""
+    options = list(options)
+    if os.environ.get("STFS_SANITIZER") == "asan" and not any("sandbox=" in o for o in options):
+        options += ["-o", "sandbox=off"]
+    return options
+
+
 class Mount:
     """A real mount of `source` in a fresh temp dir, in the foreground
     (-f) so the test knows the daemon's PID. Always unmounts."""
@@ -250,7 +261,8 @@ class Mount:
     def start(self, timeout=60):
         if self.foreground:
             self._stderr = open(self.stderr_path, "wb")
-            self.proc = subprocess.Popen([STFS, "-f", *self.options, self.source, self.path],
+            self.proc = subprocess.Popen([STFS, "-f", *sanitizer_options(self.options),
+                                          self.source, self.path],
                                          stdin=subprocess.DEVNULL, stdout=self._stderr,
                                          stderr=self._stderr, preexec_fn=self.preexec)
             deadline = time.monotonic() + timeout

@@ -47,6 +47,8 @@ struct MountOptions {
   // more folders a rebuild may read, beyond the source and its links).
   bool sandbox = true;
   bool sandbox_test = false;  // stfs --sandbox-test SOURCE: no mount
+  // Once confined: where rebuilds may read (the sandbox plan's paths).
+  std::vector<std::string> confined_to;
   std::string run_as;
   std::vector<std::string> sandbox_read;
   // FUSE and mount options handed to libfuse as they are (allow_other...).

@@ -45,6 +45,7 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
 Result<std::string> apply_sandbox(const SandboxPlan& plan);
 
 // The pieces, one file each.
+Result<void> limit_bounding_set(bool dac_read_search);     // capabilities.cpp
 Result<void> switch_user(uid_t uid, gid_t gid);            // capabilities.cpp
 Result<void> keep_capabilities(bool dac_read_search);      // capabilities.cpp
 // false: the kernel has no Landlock (or it is disabled); nothing applied.

@@ -120,6 +120,10 @@ struct FolderOptions {
   // Where the folder is read from: the system's filesystem (nullptr), or
   // one held in memory (the folder fuzzer's).
   const FolderFs* fs = nullptr;
+  // A confined daemon (sandbox.hpp) may open only beneath these (empty:
+  // anywhere): a link that resolves elsewhere is left out with a warning
+  // that names the remedy, rather than an open that fails.
+  std::vector<std::string> confined_to;
 };
 
 class Tree {
