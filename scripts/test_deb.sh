@@ -66,6 +66,14 @@ if systemd-analyze verify /lib/systemd/system/stfs@.service "$work/mnt-model.mou
 else
   bad "systemd-analyze verify"
 fi
+# The hardened unit's exposure (README "Security model"): 9.6 before.
+score=$(systemd-analyze security --offline=yes /lib/systemd/system/stfs@.service 2>/dev/null |
+  awk '/Overall exposure level/ {print $(NF-2)}')
+if [ -n "$score" ] && awk -v s="$score" 'BEGIN {exit !(s <= 3.0)}'; then
+  ok "systemd-analyze security: $score (at most 3.0)"
+else
+  bad "systemd-analyze security: '$score', want at most 3.0"
+fi
 ls /usr/share/man/man1/stfs.1* /usr/share/man/man8/mount.stfs.8* >/dev/null 2>&1 \
   && ok "man pages installed" || bad "man pages installed"
 if mount -t stfs "$(pwd)/samples/tiny-llama.safetensors" "$work/mnt"; then

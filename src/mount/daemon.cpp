@@ -73,7 +73,8 @@ int check_mountpoint(MountOptions& o) {
     spdlog::error("cannot mount on {}: not a directory", o.mountpoint);
     return kExitMountFailed;
   }
-  if (auto m = find_mount(o.mountpoint)) {
+  // An autofs trigger (fstab's x-systemd.automount) is there to be mounted over.
+  if (auto m = find_mount(o.mountpoint); m && m->fstype != "autofs") {
     spdlog::error("cannot mount on {}: busy, {} from {} is already mounted there", o.mountpoint,
                   m->fstype, m->source);
     return kExitMountFailed;
@@ -310,9 +311,11 @@ int run_mount(MountOptions o) {
     return kExitMountFailed;
   }
 
-  // Child: a daemon in its own session, out of the way of the mountpoint.
+  // Child: a daemon out of the way of the mountpoint, in a session of its
+  // own once mounted (below): an automount trigger (x-systemd.automount)
+  // holds the mountpoint's lookups, libfuse's stat included, for every
+  // process but those of the group that systemd's mount helper runs in.
   ::close(status_pipe[0]);
-  ::setsid();
   if (::chdir("/") != 0) {
     // "/" always exists; nothing to do but go on.
   }
@@ -332,7 +335,11 @@ int run_mount(MountOptions o) {
     redirect_stdio_to(devnull.get());
     spdlog::set_default_logger(syslog);
   };
-  int rc = serve(live, o, {confine_now, on_ready, notify_stopping, source_gone});
+  auto detach_and_confine = [&confine_now] {
+    ::setsid();
+    return confine_now();
+  };
+  int rc = serve(live, o, {detach_and_confine, on_ready, notify_stopping, source_gone});
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

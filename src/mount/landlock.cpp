@@ -66,7 +66,9 @@ Error sys_error(const std::string& what) {
 Result<bool> restrict_paths(const std::vector<std::string>& read_beneath) {
   const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, kCreateRulesetVersion);
   if (abi < 0) {
-    if (errno == ENOSYS || errno == EOPNOTSUPP) return false;
+    // No Landlock in this kernel, disabled at boot, or a seccomp filter
+    // around us (a container's) that does not know the calls.
+    if (errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) return false;
     return unexpected(sys_error("cannot ask for the Landlock ABI"));
   }
   RulesetAttr attr{fs_rights(static_cast<int>(abi)), 0, 0};

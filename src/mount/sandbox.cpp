@@ -12,6 +12,8 @@
 #include <cstring>
 #include <ctime>
 
+#include <spdlog/spdlog.h>
+
 #include "stfs/mount/options.hpp"
 #include "stfs/namespace/tree.hpp"
 
@@ -125,7 +127,10 @@ Result<std::string> apply_sandbox(const SandboxPlan& plan) {
   auto landlock = restrict_paths(plan.read_beneath);
   if (!landlock) return unexpected(landlock.error());
   if (!*landlock) {
-    done += "no Landlock in this kernel (reads are not confined to the source), ";
+    spdlog::warn("Landlock is not available here (kernel without it, or a container's seccomp "
+                 "filter refuses it): the daemon's reads are not confined to its source; the "
+                 "rest of the sandbox applies");
+    done += "no Landlock, ";
   } else if (plan.read_beneath.empty()) {
     done += "Landlock: no file may be opened, ";
   } else {
