@@ -157,6 +157,33 @@ serves /mnt/model && ok "serves after the restart" || bad "serves after the rest
 in_ct systemctl stop "$unit" && ok "systemctl stop" || bad "systemctl stop"
 [ "$(stfs_mounts /mnt/model)" = 0 ] && ok "stop unmounts" || bad "still mounted after stop"
 
+# Each directive that gives the service a mount namespace of its own hides
+# the mount from the host: that is why the unit has none (README). Tried
+# one at a time with a drop-in; the mount must not be seen outside.
+dropin=/etc/systemd/system/$unit.d
+for directive in ProtectSystem=strict ProtectHome=yes PrivateTmp=yes PrivateDevices=yes \
+                 PrivateMounts=yes ProtectKernelTunables=yes ProtectKernelModules=yes \
+                 ProtectKernelLogs=yes ProtectControlGroups=yes ProtectProc=invisible; do
+  in_ct mkdir -p "$dropin"
+  printf '[Service]\n%s\nRestart=no\n' "$directive" | in_ct tee "$dropin/ns.conf" >/dev/null
+  in_ct systemctl daemon-reload
+  in_ct systemctl start "$unit" >/dev/null 2>&1
+  active=$(in_ct systemctl is-active "$unit")
+  main=$(in_ct systemctl show -p MainPID --value "$unit")
+  inside=$(in_ct cat "/proc/$main/mountinfo" 2>/dev/null | grep -c " /mnt/model .* fuse.stfs ")
+  seen=$(stfs_mounts /mnt/model)
+  in_ct systemctl stop "$unit" >/dev/null 2>&1
+  if [ "$active" = active ] && [ "$inside" = 1 ] && [ "$seen" = 0 ]; then
+    ok "$directive: the service mounts, but only in its own namespace"
+  elif [ "$directive" = PrivateDevices=yes ] && [ "$active" != active ] && [ "$seen" = 0 ]; then
+    ok "$directive: no /dev/fuse in the private /dev, the service cannot mount at all"
+  else
+    bad "$directive: active=$active, mounted inside=$inside, seen on the host=$seen"
+  fi
+done
+in_ct rm -rf "$dropin"
+in_ct systemctl daemon-reload
+
 # mount -t stfs and the fstab automount, on the same root.
 in_ct mkdir -p /mnt/manual
 if in_ct mount -t stfs /models/tiny.safetensors /mnt/manual; then
