@@ -85,15 +85,17 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
   bool others_own = src.st_uid != ::geteuid();
   if (folder) {
     paths.push_back(o.source);
-    // The folders that followed links resolve into (a Hugging Face snapshot
-    // links to ../../blobs), as opened now.
+    // The folders that followed links to models resolve into (a Hugging
+    // Face snapshot links to ../../blobs), as opened now; for any other
+    // file outside (a config.json linked from elsewhere), that file only:
+    // a link to /etc/x must not open /etc.
     for (std::uint32_t i = 0; i < tree.model_count(); ++i) {
       const Model& m = tree.model(i);
       struct stat st {};
       if (::fstat(m.fd(), &st) == 0 && st.st_uid != ::geteuid()) others_own = true;
       const std::string real = real_path_of(m.fd());
       if (!real.empty() && real.front() == '/' && !beneath(real, o.source)) {
-        paths.push_back(parent_of(real));
+        paths.push_back(m.is_safetensors() ? parent_of(real) : real);
       }
     }
   } else if (dynamic) {

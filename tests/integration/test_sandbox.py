@@ -131,6 +131,14 @@ class SandboxTest(unittest.TestCase):
         self.assertIn("\n    %s\n" % os.path.realpath(blobs), out)
         self.assertIn("\n    %s\n" % os.path.realpath(snap), out)
 
+    def test_a_link_to_a_plain_file_outside_opens_that_file_only(self):
+        # A hostile folder's `notes.json -> /etc/hostname` must not open /etc.
+        copy_sample(self.tmp)
+        os.symlink("/etc/hostname", os.path.join(self.tmp, "notes.json"))
+        out = self.selftest(self.tmp)
+        self.assertIn("\n    %s\n" % os.path.realpath("/etc/hostname"), out)
+        self.assertNotIn("\n    /etc\n", out)
+
     def test_fuse_source(self):
         if not shutil.which("bindfs") or os.geteuid() != 0:
             self.skipTest("needs bindfs and root")
