@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 
+from bench_checkpoint import CheckpointRows
+
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -688,7 +690,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="rounds of --compare")
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
-                         "header,footprint,pairs,cold,squashfuse,packed,packedscale")
+                         "header,footprint,pairs,cold,squashfuse,packed,packedscale,"
+                         "checkpoint")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
@@ -718,7 +721,9 @@ def main():
         for row, fn in (("header", b.big_header), ("footprint", b.footprint),
                         ("pairs", b.first_read_pairs), ("cold", b.cold_pairs),
                         ("squashfuse", b.over_squashfuse), ("packed", b.packed_read),
-                        ("packedscale", b.packed_scale)):
+                        ("packedscale", b.packed_scale),
+                        ("checkpoint",
+                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).run())):
             if want(row):
                 groups.append(fn)
         if args.compare:

@@ -317,8 +317,11 @@ struct SessionGuard {
   fuse_session* se = nullptr;
   std::optional<UnmountWatcher> watcher;
   bool mounted = false;
+  bool confined = false;
   ~SessionGuard() {
-    if (mounted && watcher) {
+    // Confined, libfuse's unmount would be killed by the filter; its copy
+    // of the mountpoint (a few bytes) is then left to the process's exit.
+    if (mounted && confined && watcher) {
       unmount_through_watcher(*watcher);
     } else if (mounted) {
       fuse_session_unmount(se);
@@ -373,6 +376,7 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   c.read_ahead.prepare();
   // Confined before any other thread starts: they inherit it.
   if (hooks.confine) {
+    g.confined = opts.sandbox;  // from here on, even if confining fails midway
     if (auto r = hooks.confine(); !r) {
       spdlog::error("cannot confine the daemon of {}: {}", opts.mountpoint, r.error().message);
       return 3;

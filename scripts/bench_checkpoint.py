@@ -1,0 +1,237 @@
+"""Checkpoint-shaped rows of scripts/bench.py (issue 22): what a user feels
+when a loader or `cp -r` reads a real checkpoint tensor by tensor.
+
+The model has the tensor-size mix of a 7B checkpoint (32 layers: two norms
+of 8 KiB, q and o, k and v, gate, up and down; embeddings and head) scaled
+to about 0.9 GiB: 291 tensors, mostly 0.6-7 MiB, 64 of 8 KiB. Every reader
+reads into one reused 1 MiB buffer (a fresh buffer per call costs more than
+the read itself here), file by file in header order, or with 4 threads
+over disjoint tensors. Each row is the median of alternating pairs in one
+run, and the ratio is stfs against the row's peer."""
+import json
+import os
+import statistics
+import struct
+import threading
+
+MiB = 1 << 20
+KiB = 1 << 10
+
+
+def checkpoint_shape(layers=32):
+    """(name, bytes) in header order: a 7B checkpoint's sizes / 14.5."""
+    out = [("model.embed_tokens.weight", 18 * MiB)]
+    for i in range(layers):
+        p = "model.layers.%d." % i
+        out += [(p + "input_layernorm.weight", 8 * KiB),
+                (p + "self_attn.q_proj.weight", 2304 * KiB),
+                (p + "self_attn.k_proj.weight", 576 * KiB),
+                (p + "self_attn.v_proj.weight", 576 * KiB),
+                (p + "self_attn.o_proj.weight", 2304 * KiB),
+                (p + "post_attention_layernorm.weight", 8 * KiB),
+                (p + "mlp.gate_proj.weight", 6 * MiB),
+                (p + "mlp.up_proj.weight", 6 * MiB),
+                (p + "mlp.down_proj.weight", 6 * MiB)]
+    out += [("model.norm.weight", 8 * KiB), ("lm_head.weight", 18 * MiB)]
+    return out
+
+
+def write_model(path, shape):
+    """A safetensors file of `shape` with random bytes; returns the
+    [(name, absolute offset, size)] in header order."""
+    header, off = {}, 0
+    for name, size in shape:
+        header[name] = {"dtype": "U8", "shape": [size], "data_offsets": [off, off + size]}
+        off += size
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    start = 8 + len(text)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        for _, size in shape:
+            f.write(os.urandom(size))
+    out, off = [], start
+    for name, size in shape:
+        out.append((name, off, size))
+        off += size
+    return out
+
+
+def read_files(paths, threads=1):
+    """Reads every path whole into a reused 1 MiB buffer per thread;
+    `threads` readers take disjoint paths (round robin)."""
+    def reader(mine):
+        buf = bytearray(MiB)
+        for p in mine:
+            with open(p, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+
+    if threads == 1:
+        reader(paths)
+        return
+    ts = [threading.Thread(target=reader, args=(paths[i::threads],)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def read_whole(path):
+    read_files([path])
+
+
+class CheckpointRows:
+    """Rows over `bench` (a bench.Bench): its mounts, timers and row table."""
+
+    def __init__(self, bench, timed, drop_caches, warm, sh, pairs=5):
+        self.b = bench
+        self.timed = timed
+        self.drop = drop_caches
+        self.warm = warm
+        self.sh = sh
+        self.pairs = pairs
+        work = os.path.join(bench.work, "cp")
+        os.mkdir(work)
+        self.model = os.path.join(work, "checkpoint.safetensors")
+        self.tensors = write_model(self.model, checkpoint_shape())
+        self.total = sum(s for _, _, s in self.tensors)
+        # The same bytes as one tensor: C's peer.
+        self.one = os.path.join(work, "one-tensor.safetensors")
+        write_model(self.one, [("all", self.total)])
+
+    def files(self, mp):
+        return [os.path.join(mp, name) for name, _, _ in self.tensors]
+
+    def pairs_of(self, a, b):
+        """Medians of `a` and `b` (GB/s) over alternating pairs, and of
+        their per-pair ratios a/b."""
+        ra, rb, ratios = [], [], []
+        for i in range(self.pairs):
+            got = {}
+            for which in (("a", "b") if i % 2 == 0 else ("b", "a")):
+                fn = a if which == "a" else b
+                got[which] = self.total / 1e9 / fn()
+            ra.append(got["a"])
+            rb.append(got["b"])
+            ratios.append(got["a"] / got["b"])
+        return statistics.median(ra), statistics.median(rb), statistics.median(ratios)
+
+    def report(self, title, a_name, b_name, result, target=None):
+        a, b, ratio = result
+        print(title)
+        self.b.row(a_name, a, "GB/s")
+        self.b.row(b_name, b, "GB/s")
+        ok = None if target is None else ratio >= target
+        self.b.row("ratio", ratio, "x", target=None if target is None else ">=%.1fx" % target,
+                   ok=ok)
+
+    def local(self):
+        """B: caches dropped; C: source warm, against one tensor of the same size."""
+        mp, p = self.b.mount_stfs(self.model)
+        one_mp, one_p = self.b.mount_stfs(self.one)
+        files = self.files(mp)
+
+        def cold(fn):
+            def run():
+                self.drop()
+                return self.timed(fn)
+            return run
+
+        for threads in (1, 4):
+            self.report("B. checkpoint, local, caches dropped, %d reader(s): stfs / native "
+                        "whole-file read" % threads, "stfs, tensor by tensor", "native file",
+                        self.pairs_of(cold(lambda: read_files(files, threads)),
+                                      cold(lambda: read_whole(self.model))),
+                        target=0.8 if threads == 1 else None)
+
+        def warm_then(fn, source):
+            def run():
+                self.drop()
+                self.warm(source)
+                return self.timed(fn)
+            return run
+
+        self.report("C. checkpoint, local, source warm: stfs tensor by tensor / one tensor "
+                    "of the same size through stfs", "stfs, 291 tensors", "stfs, one tensor",
+                    self.pairs_of(warm_then(lambda: read_files(files), self.model),
+                                  warm_then(lambda: read_whole(os.path.join(one_mp, "all")),
+                                            self.one)),
+                    target=0.8)
+        self.b.umount(one_mp, one_p)
+        self.b.umount(mp, p)
+
+    def scaling(self):
+        """1, 2 and 4 readers over distinct tensors, caches dropped, locally."""
+        mp, p = self.b.mount_stfs(self.model)
+        files = self.files(mp)
+        print("D. checkpoint, local, caches dropped: readers over distinct tensors (GB/s, "
+              "median of %d; this machine has %d cores)" % (self.pairs, os.cpu_count()))
+        for threads in (1, 2, 4):
+            runs = []
+            for _ in range(self.pairs):
+                self.drop()
+                runs.append(self.total / 1e9 / self.timed(lambda: read_files(files, threads)))
+            self.b.row("stfs, %d reader(s)" % threads, statistics.median(runs), "GB/s")
+        self.b.umount(mp, p)
+
+    def over_fuse(self, label, lower_argv, image=None):
+        """stfs on a FUSE source against a whole-file read of the model file
+        on that same source, caches dropped."""
+        lower, lp = self.b.mount(lower_argv, "lower-bench-")
+        src = os.path.join(lower, os.path.basename(self.model))
+        mp, p = self.b.mount_stfs(src)
+        files = self.files(mp)
+
+        def cold(fn):
+            def run():
+                self.drop()
+                if image:
+                    self.warm(image)  # the image in memory: FUSE, not the disk, is measured
+                return self.timed(fn)
+            return run
+
+        for threads in (1, 4):
+            self.report("%s, %d reader(s): stfs / a direct read of the model file there"
+                        % (label, threads), "stfs on it", "the file read directly",
+                        self.pairs_of(cold(lambda: read_files(files, threads)),
+                                      cold(lambda: read_whole(src))),
+                        target=0.8 if threads == 1 and "A" in label.split()[0] else None)
+        self.b.umount(mp, p)
+        self.b.umount(lower, lp)
+
+    def squashfuse(self, compressed, name, tensors=None):
+        tree = os.path.join(self.b.work, "cp-tree")
+        os.mkdir(tree)
+        model = self.model
+        if tensors is not None:
+            model = os.path.join(tree, "small.safetensors")
+            self.tensors_saved, self.total_saved = self.tensors, self.total
+            self.tensors = write_model(model, tensors)
+            self.total = sum(s for _, _, s in self.tensors)
+        else:
+            os.link(self.model, os.path.join(tree, os.path.basename(self.model)))
+        image = os.path.join(self.b.work, "cp.squashfs")
+        opts = [] if compressed else ["-noI", "-noD", "-noF", "-noX"]
+        self.sh("mksquashfs", tree, image, *opts, "-no-progress", "-quiet")
+        saved_model = self.model
+        self.model = model
+        try:
+            self.over_fuse(name, ["squashfuse_ll", "-f", image], image=image)
+        finally:
+            self.model = saved_model
+            if tensors is not None:
+                self.tensors, self.total = self.tensors_saved, self.total_saved
+            os.unlink(image)
+            for f in os.listdir(tree):
+                os.unlink(os.path.join(tree, f))
+            os.rmdir(tree)
+
+    def run(self):
+        self.local()
+        self.scaling()
+        self.squashfuse(False, "A. checkpoint over squashfuse_ll (uncompressed image)")
+        self.squashfuse(True, "A'. 20 tensors of 4 MiB over squashfuse_ll (default image)",
+                        tensors=[("t%d" % i, 4 * MiB) for i in range(20)])
+        self.over_fuse("E. checkpoint over bindfs",
+                       ["bindfs", "-f", os.path.dirname(self.model)])
