@@ -250,6 +250,7 @@ int run_mount(MountOptions o) {
     live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
     spdlog::info("{} changed: now serving {} tensors", o.source, n);
   }, poll);
+  if (dynamic) watcher.mark_loaded();  // a change while mounting is rebuilt at start
   const std::string status_line = "STATUS=serving " +
                                   std::to_string(live.current()->tree().tensor_count()) +
                                   " tensors from " + o.source + " on " + o.mountpoint;

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -82,7 +83,19 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
   struct stat src {};
   const bool folder = ::stat(o.source.c_str(), &src) == 0 && S_ISDIR(src.st_mode);
   std::vector<std::string> paths;
-  bool others_own = src.st_uid != ::geteuid();
+  bool others_own = false;
+  // Whether root, without CAP_DAC_READ_SEARCH, might be refused a folder on
+  // the way to `path`: one that another user owns (a 0700 home).
+  std::set<std::string> seen;
+  auto check_folders = [&](std::string dir) {
+    while (!others_own && seen.insert(dir).second) {
+      struct stat d {};
+      if (::stat(dir.c_str(), &d) == 0 && d.st_uid != ::geteuid()) others_own = true;
+      if (dir == "/") break;
+      dir = parent_of(dir);
+    }
+  };
+  check_folders(folder ? o.source : parent_of(o.source));
   if (folder) {
     paths.push_back(o.source);
     // The folders that followed links to models resolve into (a Hugging
@@ -94,6 +107,7 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
       struct stat st {};
       if (::fstat(m.fd(), &st) == 0 && st.st_uid != ::geteuid()) others_own = true;
       const std::string real = real_path_of(m.fd());
+      if (!real.empty() && real.front() == '/') check_folders(parent_of(real));
       if (!real.empty() && real.front() == '/' && !beneath(real, o.source)) {
         paths.push_back(m.is_safetensors() ? parent_of(real) : real);
       }

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "stfs/base/unique_fd.hpp"
@@ -122,6 +123,11 @@ FolderWatcher::FolderWatcher(std::string root, std::string skip, std::function<v
 
 FolderWatcher::~FolderWatcher() { stop(); }
 
+void FolderWatcher::mark_loaded() {
+  loaded_ = digest(root_, skip_);
+  loaded_marked_ = true;
+}
+
 void FolderWatcher::start() {
   if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
 }
@@ -140,11 +146,17 @@ void FolderWatcher::run() {
       return;
     }
   }
-  std::uint64_t last = poll_seconds_ ? digest(root_, skip_) : 0;
+  // Armed (or polled once) now: anything that changed since the tree was
+  // built and before this point is caught by this comparison.
+  const std::uint64_t at_start = poll_seconds_ || loaded_marked_ ? digest(root_, skip_) : 0;
+  std::uint64_t last = at_start;
+  bool changed_before = loaded_marked_ && at_start != loaded_;
   auto next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(poll_seconds_);
   while (!stopping_) {
-    bool changed = false;
-    if (fd.valid()) {
+    bool changed = std::exchange(changed_before, false);
+    if (changed) {
+      // Rebuilt at once: the change came before the watch.
+    } else if (fd.valid()) {
       if (wait_and_drain(fd.get(), 100)) {
         // Let a burst of changes (a download finishing) settle first.
         while (!stopping_ && wait_and_drain(fd.get(), kSettleMs)) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
@@ -23,6 +24,10 @@ class FolderWatcher {
   FolderWatcher(const FolderWatcher&) = delete;
   FolderWatcher& operator=(const FolderWatcher&) = delete;
 
+  // Call right after the tree is built: what the source looked like then.
+  // A change made before start() (while the mount comes up) is then
+  // rebuilt at start, not missed.
+  void mark_loaded();
   void start();
   void stop();
   // Asks for a rebuild soon; safe from any thread, never blocks.
@@ -40,6 +45,8 @@ class FolderWatcher {
   unsigned poll_seconds_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> poked_{false};
+  bool loaded_marked_ = false;
+  std::uint64_t loaded_ = 0;
   std::thread thread_;
 };
 
