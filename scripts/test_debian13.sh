@@ -57,6 +57,9 @@ bind /dev/pts "$ROOT/dev/pts" --bind
 bind proc "$ROOT/proc" -t proc
 bind /sys "$ROOT/sys" --bind
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+# fusermount3 -u reads /etc/mtab, which a booted Debian has (systemd-tmpfiles
+# makes the link) and a minbase chroot does not.
+[ -e "$ROOT/etc/mtab" ] || ln -s ../proc/self/mounts "$ROOT/etc/mtab"
 
 # A fresh copy of the tree (tracked files and work in progress, no build
 # dirs) and of ../shared beside it, as CI lays them out.

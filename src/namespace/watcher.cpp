@@ -151,6 +151,9 @@ void FolderWatcher::run() {
   const std::uint64_t at_start = poll_seconds_ || loaded_marked_ ? digest(root_, skip_) : 0;
   std::uint64_t last = at_start;
   bool changed_before = loaded_marked_ && at_start != loaded_;
+  spdlog::info("{}: watching for changes ({}){}", root_,
+               poll_seconds_ ? "a poll every " + std::to_string(poll_seconds_) + " s" : "inotify",
+               changed_before ? "; changed while mounting, rebuilding" : "");
   auto next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(poll_seconds_);
   while (!stopping_) {
     bool changed = std::exchange(changed_before, false);
