@@ -215,26 +215,20 @@ int run_mount(MountOptions o) {
   const bool folder = ::stat(o.source.c_str(), &sst) == 0 && S_ISDIR(sst.st_mode);
   const unsigned poll = poll_seconds(o);
   if (int rc = load(o, !folder && poll > 0, fs); rc != kExitOk) return rc;
-  if (o.sandbox_test) {
-    auto plan = plan_sandbox(o, fs->tree(), fs->tree().hashed_inos());
-    if (!plan) {
-      spdlog::error("cannot plan the sandbox for {}: {}", o.source, plan.error().message);
-      return kExitUsage;
-    }
-    return run_sandbox_test(*plan, o.source);
-  }
   if (o.fake) {
     spdlog::info("fake mount of {} on {}: everything checks out", o.source, o.mountpoint);
     return kExitOk;
   }
 
   const bool dynamic = fs->tree().hashed_inos();
-  if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
   auto plan = plan_sandbox(o, fs->tree(), dynamic);
   if (!plan) {
-    spdlog::error("cannot mount {}: {}", o.source, plan.error().message);
+    spdlog::error("cannot {} {}: {}", o.sandbox_test ? "plan the sandbox for" : "mount", o.source,
+                  plan.error().message);
     return kExitUsage;
   }
+  if (o.sandbox_test) return run_sandbox_test(*plan, o.source);
+  if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
   FolderWatcher watcher(folder ? o.source : o.source_as_given, o.mountpoint, [&live, &o, folder] {
     auto previous = live.current();

@@ -15,21 +15,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "stfs/base/paths.hpp"
 #include "stfs/mount/options.hpp"
 #include "stfs/namespace/tree.hpp"
 
 namespace stfs {
 namespace {
-
-bool beneath(const std::string& path, const std::string& dir) {
-  if (dir == "/") return true;
-  return path == dir || (path.starts_with(dir) && path[dir.size()] == '/');
-}
-
-std::string parent_of(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-}
 
 // The file an open descriptor names now, links resolved.
 std::string real_path_of(int fd) {
@@ -44,7 +35,7 @@ std::vector<std::string> outermost(std::vector<std::string> paths) {
   std::sort(paths.begin(), paths.end());
   std::vector<std::string> out;
   for (std::string& p : paths) {
-    if (out.empty() || !beneath(p, out.back())) out.push_back(std::move(p));
+    if (out.empty() || !path_within(p, out.back())) out.push_back(std::move(p));
   }
   return out;
 }
@@ -108,7 +99,7 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
       if (::fstat(m.fd(), &st) == 0 && st.st_uid != ::geteuid()) others_own = true;
       const std::string real = real_path_of(m.fd());
       if (!real.empty() && real.front() == '/') check_folders(parent_of(real));
-      if (!real.empty() && real.front() == '/' && !beneath(real, o.source)) {
+      if (!real.empty() && real.front() == '/' && !path_within(real, o.source)) {
         paths.push_back(m.is_safetensors() ? parent_of(real) : real);
       }
     }

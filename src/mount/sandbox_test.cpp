@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "stfs/base/paths.hpp"
 #include "stfs/mount/sandbox.hpp"
 
 namespace stfs {
@@ -54,8 +55,7 @@ int try_open(const std::string& path, int flags) {
 std::string folder_of(const std::string& source) {
   struct stat st {};
   if (::stat(source.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return source;
-  const auto slash = source.rfind('/');
-  return slash == 0 ? "/" : source.substr(0, slash);
+  return parent_of(source);
 }
 
 // A file beneath the source, to show reads that serving needs still work.

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "shards.hpp"
+#include "stfs/base/paths.hpp"
 #include "stfs/source/path_walk.hpp"
 #include "stfs/namespace/tree.hpp"
 #include "tree_builder.hpp"
@@ -155,7 +156,7 @@ class FolderScan {
   bool confined_ok(const std::string& path) const {
     if (confined_to_.empty()) return true;
     for (const std::string& d : confined_to_) {
-      if (d == "/" || path == d || (path.starts_with(d) && path[d.size()] == '/')) return true;
+      if (path_within(path, d)) return true;
     }
     return false;
   }

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "stfs/base/unique_fd.hpp"
@@ -124,8 +123,11 @@ FolderWatcher::FolderWatcher(std::string root, std::string skip, std::function<v
 FolderWatcher::~FolderWatcher() { stop(); }
 
 void FolderWatcher::mark_loaded() {
-  loaded_ = digest(root_, skip_);
-  loaded_marked_ = true;
+  if (poll_seconds_ == 0) {
+    armed_ = arm(root_, skip_);  // events queue until run() reads them
+  } else {
+    loaded_ = digest(root_, skip_);
+  }
 }
 
 void FolderWatcher::start() {
@@ -140,26 +142,21 @@ void FolderWatcher::stop() {
 void FolderWatcher::run() {
   UniqueFd fd;
   if (poll_seconds_ == 0) {
-    fd = arm(root_, skip_);
+    fd = armed_.valid() ? std::move(armed_) : arm(root_, skip_);
     if (!fd.valid()) {
       spdlog::error("cannot watch {} for changes: {}", root_, std::strerror(errno));
       return;
     }
   }
-  // Armed (or polled once) now: anything that changed since the tree was
-  // built and before this point is caught by this comparison.
-  const std::uint64_t at_start = poll_seconds_ || loaded_marked_ ? digest(root_, skip_) : 0;
-  std::uint64_t last = at_start;
-  bool changed_before = loaded_marked_ && at_start != loaded_;
-  spdlog::info("{}: watching for changes ({}){}", root_,
-               poll_seconds_ ? "a poll every " + std::to_string(poll_seconds_) + " s" : "inotify",
-               changed_before ? "; changed while mounting, rebuilding" : "");
+  // Compared with the digest taken after the scan (mark_loaded), a change
+  // made while the mount came up shows at the first poll.
+  std::uint64_t last = !poll_seconds_ ? 0 : loaded_ ? *loaded_ : digest(root_, skip_);
+  spdlog::info("{}: watching for changes ({})", root_,
+               poll_seconds_ ? "a poll every " + std::to_string(poll_seconds_) + " s" : "inotify");
   auto next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(poll_seconds_);
   while (!stopping_) {
-    bool changed = std::exchange(changed_before, false);
-    if (changed) {
-      // Rebuilt at once: the change came before the watch.
-    } else if (fd.valid()) {
+    bool changed = false;
+    if (fd.valid()) {
       if (wait_and_drain(fd.get(), 100)) {
         // Let a burst of changes (a download finishing) settle first.
         while (!stopping_ && wait_and_drain(fd.get(), kSettleMs)) {

@@ -12,6 +12,8 @@
 #include <climits>
 #include <cstring>
 
+#include "stfs/base/paths.hpp"
+
 namespace stfs {
 namespace {
 
@@ -45,11 +47,6 @@ class SystemFolderFs final : public FolderFs {
     return fd;
   }
 };
-
-std::string parent_of(const std::string& p) {
-  auto slash = p.rfind('/');
-  return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
-}
 
 }  // namespace
 

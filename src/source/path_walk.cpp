@@ -9,6 +9,8 @@
 #include <cstring>
 #include <deque>
 
+#include "stfs/base/paths.hpp"
+
 namespace stfs {
 namespace {
 
@@ -16,11 +18,6 @@ constexpr int kMaxLinks = 40;  // the kernel's own limit
 
 Error sys_error(int e, const std::string& what) {
   return Error{e, what + ": " + std::strerror(e)};
-}
-
-std::string parent_of(const std::string& p) {
-  auto slash = p.rfind('/');
-  return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
 }
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -68,10 +65,7 @@ AccessSubject access_subject(const FolderFs& fs, const std::string& path, const 
 }
 
 bool PathWalker::forbidden(const std::string& p) const {
-  if (forbidden_.empty()) return false;
-  if (forbidden_ == "/") return true;
-  return p == forbidden_ ||
-         (p.size() > forbidden_.size() && p.starts_with(forbidden_) && p[forbidden_.size()] == '/');
+  return !forbidden_.empty() && path_within(p, forbidden_);
 }
 
 Result<struct stat> PathWalker::lstat_cached(const std::string& p) {

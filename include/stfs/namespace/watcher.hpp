@@ -9,9 +9,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <functional>
 #include <string>
 #include <thread>
+
+#include "stfs/base/unique_fd.hpp"
 
 namespace stfs {
 
@@ -24,9 +27,9 @@ class FolderWatcher {
   FolderWatcher(const FolderWatcher&) = delete;
   FolderWatcher& operator=(const FolderWatcher&) = delete;
 
-  // Call right after the tree is built: what the source looked like then.
-  // A change made before start() (while the mount comes up) is then
-  // rebuilt at start, not missed.
+  // Call right after the tree is built: the watches are armed (or the
+  // poll's first digest taken) then, so a change made before start()
+  // (while the mount comes up) is seen once it runs, not missed.
   void mark_loaded();
   void start();
   void stop();
@@ -45,8 +48,8 @@ class FolderWatcher {
   unsigned poll_seconds_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> poked_{false};
-  bool loaded_marked_ = false;
-  std::uint64_t loaded_ = 0;
+  UniqueFd armed_;                 // inotify, armed by mark_loaded()
+  std::optional<std::uint64_t> loaded_;  // the poll's digest from mark_loaded()
   std::thread thread_;
 };
 
