@@ -3,7 +3,7 @@
 namespace stfs {
 
 std::optional<std::string> foreign_format(std::string_view p) {
-  constexpr std::string_view kOnly = "; stfs reads safetensors only";
+  constexpr std::string_view kOnly = "; stfs reads safetensors and GGUF only";
   constexpr std::string_view kNoPickles = " and never loads pickles";
   auto starts = [&](std::string_view magic) { return p.substr(0, magic.size()) == magic; };
   if (starts(std::string_view("PK\x03\x04", 4))) {
@@ -16,7 +16,6 @@ std::optional<std::string> foreign_format(std::string_view p) {
     return "looks like a pickle (PyTorch's legacy checkpoint format)" + std::string(kOnly) +
            std::string(kNoPickles);
   }
-  if (starts("GGUF")) return "looks like a GGUF model (llama.cpp)" + std::string(kOnly);
   if (starts("\x93NUMPY")) return "looks like a NumPy .npy array" + std::string(kOnly);
   if (starts("\x89HDF\r\n\x1a\n")) {
     return "looks like an HDF5 file (Keras .h5)" + std::string(kOnly);

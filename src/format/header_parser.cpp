@@ -108,6 +108,19 @@ std::string_view rule_name(Rule r) {
     case Rule::kTensorInvalidInfo: return "TensorInvalidInfo";
     case Rule::kMetadataIncompleteBuffer: return "MetadataIncompleteBuffer";
     case Rule::kTooManyTensors: return "TooManyTensors";
+    case Rule::kGgufVersion: return "GgufVersion";
+    case Rule::kGgufTruncated: return "GgufTruncated";
+    case Rule::kGgufUtf8: return "GgufInvalidUtf8";
+    case Rule::kGgufKey: return "GgufKey";
+    case Rule::kGgufValueType: return "GgufValueType";
+    case Rule::kGgufNesting: return "GgufNesting";
+    case Rule::kGgufAlignment: return "GgufAlignment";
+    case Rule::kGgufTensorName: return "GgufTensorName";
+    case Rule::kGgufShape: return "GgufShape";
+    case Rule::kGgufType: return "GgufType";
+    case Rule::kGgufBlockSize: return "GgufBlockSize";
+    case Rule::kGgufOffset: return "GgufOffset";
+    case Rule::kGgufOutOfBounds: return "GgufOutOfBounds";
   }
   return "Unknown";
 }
@@ -154,11 +167,10 @@ Result<Header, ParseError> parse_header(std::string_view file_start, std::uint64
 }
 
 std::string dtype_summary(const Header& h) {
-  bool seen[kDtypeCount] = {};
-  for (const TensorInfo& t : h.tensors) seen[static_cast<int>(t.dtype)] = true;
   std::vector<std::string_view> names;
-  for (int i = 0; i < kDtypeCount; ++i) {
-    if (seen[i]) names.push_back(dtype_name(static_cast<Dtype>(i)));
+  for (const TensorInfo& t : h.tensors) {
+    const std::string_view n = type_name(t);
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   }
   std::sort(names.begin(), names.end());
   std::string out;

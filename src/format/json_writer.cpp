@@ -69,7 +69,7 @@ void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t be
                          std::uint64_t end) {
   append_json_string(out, t.name);
   out += ":{\"dtype\":\"";
-  out += dtype_name(t.dtype);
+  out += type_name(t);
   out += "\",\"shape\":";
   out += json_uint_array(t.shape);
   out += ",\"data_offsets\":[";
@@ -79,7 +79,29 @@ void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t be
   out += "]}";
 }
 
+namespace {
+
+// GGUF's __header__.json: the file's own fields, then the tensor infos in
+// file order under "tensors" (a tensor may be called anything, so no name
+// is reserved beside them).
+std::string gguf_header_json(const Header& h) {
+  std::string out = "{\"gguf_version\":" + std::to_string(h.gguf_version) +
+                    ",\"alignment\":" + std::to_string(h.gguf_alignment) +
+                    ",\"data_offset\":" + std::to_string(h.data_start()) + ",\"tensors\":{";
+  bool first = true;
+  for (const TensorInfo& t : h.tensors) {
+    if (!first) out += ',';
+    first = false;
+    append_tensor_entry(out, t, t.begin, t.end);
+  }
+  out += "}}\n";
+  return out;
+}
+
+}  // namespace
+
 std::string header_json(const Header& h) {
+  if (h.format == Format::kGguf) return gguf_header_json(h);
   std::string out = "{";
   bool first = true;
   if (h.has_metadata) {
@@ -97,6 +119,7 @@ std::string header_json(const Header& h) {
 }
 
 std::string metadata_json(const Header& h) {
+  if (h.format == Format::kGguf) return h.gguf_metadata + "\n";
   std::string out;
   append_string_map(out, h.metadata);
   out += '\n';

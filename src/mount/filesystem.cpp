@@ -158,7 +158,7 @@ Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   }
   const TensorInfo& t = tree_.tensor(*n);
   if (name == kXattrs[0]) return std::string(t.name);
-  if (name == kXattrs[1]) return std::string(dtype_name(t.dtype));
+  if (name == kXattrs[1]) return std::string(type_name(t));
   if (name == kXattrs[2]) return json_uint_array(t.shape);
   if (name == kXattrs[3]) {
     return "[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]";

@@ -11,6 +11,7 @@
 
 #include "shards.hpp"
 #include "stfs/base/paths.hpp"
+#include "stfs/format/gguf.hpp"
 #include "stfs/source/path_walk.hpp"
 #include "stfs/namespace/tree.hpp"
 #include "tree_builder.hpp"
@@ -102,8 +103,9 @@ class FolderScan {
         spdlog::info("{}: not a regular file, left out", full);
         continue;
       }
-      const bool is_model = name.ends_with(".safetensors");
-      auto src = source(*w, full, is_model);
+      const std::optional<Format> model = model_format(name);
+      const bool is_model = model.has_value();
+      auto src = source(*w, full, model);
       if (!src) continue;
       if (is_model) {
         const std::uint32_t stat = b_.add_model_stat(*src);
@@ -115,7 +117,8 @@ class FolderScan {
           sub = b_.add_dir(dir, name, stat);
         }
         b_.add_model_contents(sub, *src);
-        models[name] = *src;
+        // Shards of an index are safetensors only.
+        if (*model == Format::kSafetensors) models[name] = *src;
       } else {
         b_.add_file(dir, name, *src, b_.add_model_stat(*src));
         if (name.ends_with(".safetensors.index.json")) indexes.emplace_back(name, *src);
@@ -130,7 +133,15 @@ class FolderScan {
  private:
   bool originals_reserved(const std::string& name) const {
     return b_.views().originals &&
-           name.ends_with(".safetensors" + std::string(kOriginalsSuffix));
+           (name.ends_with(".safetensors" + std::string(kOriginalsSuffix)) ||
+            name.ends_with(".gguf" + std::string(kOriginalsSuffix)));
+  }
+
+  // The format a file's name promises: X.safetensors, X.gguf.
+  static std::optional<Format> model_format(const std::string& name) {
+    if (name.ends_with(".safetensors")) return Format::kSafetensors;
+    if (name.ends_with(".gguf")) return Format::kGguf;
+    return std::nullopt;
   }
 
   // -o originals: X.safetensors as a file at its own name, for loaders:
@@ -162,7 +173,8 @@ class FolderScan {
   }
 
   std::optional<std::uint32_t> source(const PathWalker::Walked& w, const std::string& full,
-                                      bool is_model) {
+                                      std::optional<Format> format) {
+    const bool is_model = format.has_value();
     const mode_t perm = walker_.presented(w);
     if (auto it = reuse_.find(identity(w.st, is_model)); it != reuse_.end()) {
       return b_.add_source(it->second, perm);
@@ -182,6 +194,16 @@ class FolderScan {
       spdlog::warn("{}: left out: {}", full, fd.error().message);
       return std::nullopt;
     }
+    if (format == Format::kGguf) {
+      // X.gguf without GGUF's magic: say that, not a safetensors rule.
+      char magic[4] = {};
+      if (!pread_full(fd->get(), magic, sizeof magic, 0) ||
+          !is_gguf(std::string_view(magic, sizeof magic))) {
+        spdlog::warn("{}: left out: not a GGUF file: no GGUF magic [{}]", full,
+                     rule_name(Rule::kGgufVersion));
+        return std::nullopt;
+      }
+    }
     auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_, &parser_,
                                     b_.views().originals)
                       : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
@@ -189,6 +211,13 @@ class FolderScan {
       const ModelError& e = m.error();
       spdlog::warn("{}: left out: {}{}", full, e.message,
                    e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
+      return std::nullopt;
+    }
+    if (is_model && m->header().format != *format) {
+      // A loader goes by the name: X.safetensors must be safetensors.
+      spdlog::warn("{}: left out: the name says {}, the bytes are {}", full,
+                   *format == Format::kGguf ? "GGUF" : "safetensors",
+                   *format == Format::kGguf ? "safetensors" : "GGUF");
       return std::nullopt;
     }
     if (auto r = m->prepare(policy_); !r) {

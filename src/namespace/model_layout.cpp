@@ -30,8 +30,9 @@ void TreeBuilder::add_tensor(Id parent, std::string_view file_name, std::uint32_
 void TreeBuilder::add_npy(Id parent, const std::vector<std::string_view>& reserved,
                           std::uint32_t source, std::uint32_t tensor, std::uint32_t stat) {
   const Header& h = tree_.models_[source]->header();
-  auto header = npy_header(h.tensors[tensor]);
-  if (!header) return;  // F6, F4: no whole-byte elements
+  // F6, F4 (no whole-byte elements) and quantised GGUF blocks have none.
+  auto header = has_elements(h.tensors[tensor]) ? npy_header(h.tensors[tensor]) : std::nullopt;
+  if (!header) return;
   Draft d;
   // Shortened after the suffix, so every name fits in 255 bytes.
   d.name = keep(encode_name_with_suffix(h.tensors[tensor].name, reserved, ".npy"));
@@ -71,10 +72,11 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     if (!maps_to_itself(name, reserved)) name = keep(encode_name(name, reserved));
     if (!views_.tree) add_tensor(dir, name, source, static_cast<std::uint32_t>(i), stat);
     if (views_.npy) add_npy(npy_dir, reserved, source, static_cast<std::uint32_t>(i), stat);
-    if (views_.f32 && h.tensors[i].dtype == Dtype::kF32) {
+    const bool elements = has_elements(h.tensors[i]);
+    if (views_.f32 && elements && h.tensors[i].dtype == Dtype::kF32) {
       // Already float32: the same zero-copy bytes as the raw file.
       add_tensor(f32_dir, name, source, static_cast<std::uint32_t>(i), stat, /*count=*/false);
-    } else if (views_.f32 && f32_convertible(h.tensors[i].dtype)) {
+    } else if (views_.f32 && elements && f32_convertible(h.tensors[i].dtype)) {
       Draft d;
       d.name = name;
       d.node.kind = NodeKind::kF32;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "stfs/format/formats.hpp"
+#include "stfs/format/gguf.hpp"
 
 namespace stfs {
 
@@ -290,6 +291,39 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
   return load(std::move(owned), path, st, limits);
 }
 
+namespace {
+
+// A GGUF file has no header length: read a first slice, and more while the
+// reader asks for it (it never asks past the file or the header cap).
+Result<Header, ModelError> read_gguf(int fd, std::uint64_t size, const Limits& limits,
+                                     std::string* kept) {
+  std::string buf;
+  std::uint64_t want = std::min<std::uint64_t>(size, 256 * 1024);
+  while (true) {
+    const std::size_t have = buf.size();
+    buf.resize(static_cast<std::size_t>(want));
+    if (auto r = pread_full(fd, buf.data() + have, buf.size() - have, have); !r) {
+      const int e = r.error().errnum;
+      return unexpected(ModelError{ModelError::Kind::kIo, e, std::nullopt,
+                                   std::string("cannot read the GGUF header: ") + std::strerror(e)});
+    }
+    std::uint64_t more = 0;
+    auto h = parse_gguf(buf, size, limits, &more);
+    if (h) {
+      if (kept) kept->assign(buf, 0, static_cast<std::size_t>(h->data_start()));
+      return std::move(h).value();
+    }
+    if (more == 0) {
+      return unexpected(
+          ModelError{ModelError::Kind::kInvalid, 0, h.error().rule, std::move(h.error().message)});
+    }
+    // At least double, so a long header is read in a few slices.
+    want = std::min<std::uint64_t>(size, std::max<std::uint64_t>(more, want * 2));
+  }
+}
+
+}  // namespace
+
 Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const struct stat& st,
                                       const Limits& limits, HeaderParser* parser,
                                       bool keep_header) {
@@ -320,6 +354,13 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
     return unexpected(ModelError{ModelError::Kind::kInvalid, 0, e.rule,
                                  foreign ? *foreign : std::move(e.message)});
   };
+  if (is_gguf(std::string_view(prefix, have))) {
+    auto h = read_gguf(fd, size, limits, keep_header ? &m.header_bytes_ : nullptr);
+    if (!h) return unexpected(std::move(h).error());
+    m.header_ = std::move(h).value();
+    m.parsed_ = true;
+    return m;
+  }
   auto n = parse_header_length(std::string_view(prefix, have), size, limits);
   if (!n) return invalid(n.error());
   // N is now known to fit inside the real file. The buffer carries the

@@ -10,7 +10,7 @@
 namespace stfs {
 
 // What `prefix` (a file's first bytes, up to 8) looks like, as a sentence
-// ending "; stfs reads safetensors only ...", or nullopt.
+// ending "; stfs reads safetensors and GGUF only ...", or nullopt.
 std::optional<std::string> foreign_format(std::string_view prefix);
 
 }  // namespace stfs

@@ -36,6 +36,20 @@ enum class Rule : std::uint8_t {
   kTensorInvalidInfo,         // step 6e: byte length does not match shape
   kMetadataIncompleteBuffer,  // step 7: data does not end exactly at EOF
   kTooManyTensors,            // stfs limit (-o max_tensors=)
+  // GGUF (docs/GGUF.md): one rule per check, named as gguf.cpp would say it.
+  kGgufVersion,      // not version 2 or 3 (1, 0, big-endian, newer)
+  kGgufTruncated,    // a count, string or array runs past the end of the file
+  kGgufUtf8,         // a key, string value or tensor name is not valid UTF-8
+  kGgufKey,          // an empty or duplicate key
+  kGgufValueType,    // an unknown value type, or a bool that is not 0 or 1
+  kGgufNesting,      // arrays nested deeper than kGgufMaxDepth
+  kGgufAlignment,    // general.alignment not a u32 power of two
+  kGgufTensorName,   // a duplicate tensor name
+  kGgufShape,        // more than 4 dimensions, one negative, or an overflowing product
+  kGgufType,         // an unknown or removed ggml type
+  kGgufBlockSize,    // the first dimension not a multiple of the type's block
+  kGgufOffset,       // an offset that is not the padded end of the tensor before
+  kGgufOutOfBounds,  // the data section or a tensor's bytes past the end of the file
 };
 
 // Stable short name of a rule ("InvalidOffset"), as the reference spells it.
@@ -46,16 +60,32 @@ struct ParseError {
   std::string message;  // starts with the reference's Display text
 };
 
+// The container a Header was read from.
+enum class Format : std::uint8_t { kSafetensors, kGguf };
+
+// Not a GGUF tensor (TensorInfo::ggml_type).
+inline constexpr std::uint16_t kNoGgmlType = 0xffff;
+
 // One tensor entry. The views point into the owning Header's storage.
 struct TensorInfo {
   std::string_view name;  // exact, unescaped
+  // safetensors: the dtype. GGUF: the element type when the ggml type has
+  // one (F32, F16, BF16, F64, I8-I64), else kU8 over raw blocks
+  // (has_elements() is false then).
   Dtype dtype = Dtype::kU8;
+  std::uint16_t ggml_type = kNoGgmlType;  // GGUF: the ggml type id
   std::span<const std::uint64_t> shape;
   std::uint64_t begin = 0;  // relative to the start of the byte buffer
   std::uint64_t end = 0;
 
   std::uint64_t size() const { return end - begin; }
 };
+
+// The type as users see it: "BF16", or a ggml type's name ("Q4_K").
+std::string_view type_name(const TensorInfo& t);
+// Whether the bytes are elements of `dtype` (so the npy and f32 views may
+// show them), rather than a quantised type's blocks.
+bool has_elements(const TensorInfo& t);
 
 // A validated header. Move-only: names and shapes live in two pooled
 // buffers (two allocations in all instead of two per tensor), and moving a
@@ -67,8 +97,9 @@ struct Header {
   Header(const Header&) = delete;
   Header& operator=(const Header&) = delete;
 
-  std::uint64_t header_len = 0;  // N
-  std::uint64_t file_size = 0;   // == data_start() + data length
+  Format format = Format::kSafetensors;
+  std::uint64_t header_len = 0;  // N (GGUF: the bytes before the data section)
+  std::uint64_t file_size = 0;   // == data_start() + data length (GGUF: at least)
   // In header order; names are unique.
   std::vector<TensorInfo> tensors;
   // __metadata__ as parsed, sorted by key; has_metadata is false when the key
@@ -76,7 +107,15 @@ struct Header {
   bool has_metadata = false;
   std::vector<std::pair<std::string, std::string>> metadata;
 
-  std::uint64_t data_start() const { return 8 + header_len; }
+  std::uint64_t data_start() const {
+    return format == Format::kGguf ? header_len : 8 + header_len;
+  }
+
+  // GGUF only: the version, the alignment of the data section, and every
+  // key/value pair as one JSON object in file order (__metadata__.json).
+  std::uint32_t gguf_version = 0;
+  std::uint64_t gguf_alignment = 0;
+  std::string gguf_metadata;
 
   // Backing store for TensorInfo::name and ::shape.
   std::vector<char> name_storage;
@@ -136,7 +175,7 @@ class HeaderParser {
 Result<Header, ParseError> parse_header(std::string_view file_start, std::uint64_t file_size,
                                         const Limits& limits = {});
 
-// Dtypes present, sorted by spelling and joined by ',' ("BF16,F32").
+// Types present (type_name), sorted by spelling and joined by ',' ("BF16,F32").
 std::string dtype_summary(const Header& h);
 
 }  // namespace stfs
