@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree fuzz_folder)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_header fuzz_tree fuzz_folder fuzz_gguf)
 
 # clang, and libclang-rt-14-dev for libFuzzer and the sanitizer runtimes.
 if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
@@ -31,7 +31,12 @@ if [ -d "$corpus" ]; then
   find "$corpus" -name '*.safetensors' -exec cp -f {} "$SEEDS/" \;
 fi
 cp -f samples/*.safetensors tests/fuzz_regressions/* "$SEEDS/" 2>/dev/null || true
-STFS_SEED_DIR=$(pwd)/$SEEDS build/tests/unit_tests >/dev/null
+# fuzz_gguf's seeds: every GGUF file the unit tests parse, and the
+# integration tests' writer's files.
+GGUF_SEEDS=build-fuzz/seeds-gguf
+mkdir -p "$GGUF_SEEDS"
+STFS_SEED_DIR=$(pwd)/$SEEDS STFS_GGUF_SEED_DIR=$(pwd)/$GGUF_SEEDS build/tests/unit_tests >/dev/null
+python3 tests/integration/gguf_writer.py --seeds "$GGUF_SEEDS" 
 # fuzz_folder reads records, not safetensors files: its seeds are folders.
 FOLDER_SEEDS=build-fuzz/seeds-folder
 mkdir -p "$FOLDER_SEEDS"
@@ -64,6 +69,8 @@ for t in "${TARGETS[@]}"; do
     # (docs/RELIABILITY.md).
     seeds=$FOLDER_SEEDS
     opts=(-max_len=16384 -entropic=0)
+  elif [ "$t" = fuzz_gguf ]; then
+    seeds=$GGUF_SEEDS
   fi
   build-fuzz/fuzz/$t "$work" "$seeds" -max_total_time="$SECONDS_EACH" "${opts[@]}" \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
