@@ -29,9 +29,10 @@ const char kHelp[] =
     "       stfs --sandbox-test SOURCE [-o OPT]\n"
     "       stfs --help | --version\n"
     "\n"
-    "Mount a safetensors model file read-only: every tensor becomes a file of\n"
-    "raw bytes, the header and metadata become __header__.json and\n"
-    "__metadata__.json. Without -f, stfs returns once the mount answers.\n"
+    "Mount a safetensors or GGUF model file, or a folder of them, read-only:\n"
+    "every tensor becomes a file of raw bytes, the header and metadata become\n"
+    "__header__.json and __metadata__.json. Without -f, stfs returns once the\n"
+    "mount answers.\n"
     "Unmount with 'fusermount3 -u MOUNTPOINT'.\n"
     "\n"
     "Options:\n"
@@ -42,7 +43,7 @@ const char kHelp[] =
     "  --             end of options (for a SOURCE that starts with '-')\n"
     "Options may come before, between or after SOURCE and MOUNTPOINT.\n"
     "  -v, --verbose  log more\n"
-    "  --check        validate each FILE and print one line per file:\n"
+    "  --check        validate each FILE (safetensors or GGUF), one line each:\n"
     "                   OK <file>: <n> tensors (<dtypes>)\n"
     "                   INVALID <file>: <reason> [<rule>]\n"
     "  --sandbox-test apply the sandbox that a mount of SOURCE (with these -o\n"
@@ -59,7 +60,7 @@ const char kExitCodes[] =
     "Exit codes:\n"
     "  0  success\n"
     "  1  usage error\n"
-    "  2  a source is missing or not a valid safetensors file\n"
+    "  2  a source is missing or not a valid safetensors or GGUF file\n"
     "  3  the mount failed, or the source cannot be read (I/O error)\n";
 
 int usage_error(const std::string& msg) {
