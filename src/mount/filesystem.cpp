@@ -82,7 +82,9 @@ Result<ReadReply, ReadError> Filesystem::read(Ino ino, std::uint64_t offset,
       break;
     case NodeKind::kF32: {
       const TensorInfo& t = tree_.tensor(*n);
-      done = r.converted(tree_.model(n->model), t.dtype, n->offset, offset, size);
+      const auto dec = f32_decoder(t);
+      if (!dec) return unexpected(ReadError{EIO, "no float32 rendering"});
+      done = r.converted(tree_.model(n->model), *dec, n->offset, offset, size);
       return done ? Result<ReadReply, ReadError>(std::move(r)) : unexpected(done.error());
     }
     case NodeKind::kPacked:

@@ -76,14 +76,14 @@ void TreeBuilder::add_model_contents(Id dir, std::uint32_t source) {
     if (views_.f32 && elements && h.tensors[i].dtype == Dtype::kF32) {
       // Already float32: the same zero-copy bytes as the raw file.
       add_tensor(f32_dir, name, source, static_cast<std::uint32_t>(i), stat, /*count=*/false);
-    } else if (views_.f32 && elements && f32_convertible(h.tensors[i].dtype)) {
+    } else if (const auto dec = views_.f32 ? f32_decoder(h.tensors[i]) : std::nullopt) {
       Draft d;
       d.name = name;
       d.node.kind = NodeKind::kF32;
       d.node.model = source;
       d.node.index = static_cast<std::uint32_t>(i);
       d.node.offset = h.data_start() + h.tensors[i].begin;
-      d.node.size = h.tensors[i].size() * 8 / dtype_bits(h.tensors[i].dtype) * 4;
+      d.node.size = h.tensors[i].size() / dec->block_bytes * dec->block * 4;
       d.node.stat = stat;
       drafts_.push_back(std::move(d));
       drafts_[f32_dir].kids.push_back(static_cast<Id>(drafts_.size() - 1));

@@ -120,23 +120,27 @@ Result<void, ReadError> ReadReply::finish() {
   return {};
 }
 
-Result<void, ReadError> ReadReply::converted(const Model& src, Dtype from, std::uint64_t begin,
-                                             std::uint64_t offset, std::size_t size) {
+Result<void, ReadError> ReadReply::converted(const Model& src, const F32Decoder& dec,
+                                             std::uint64_t begin, std::uint64_t offset,
+                                             std::size_t size) {
   if (size == 0) return {};
-  const unsigned bytes = dtype_bits(from) / 8;  // 1, 2 or 8: whole bytes only
-  const std::uint64_t first = offset / 4, last = (offset + size + 3) / 4;  // elements
-  const auto count = static_cast<std::size_t>(last - first);
-  std::string raw(count * bytes, '\0');
-  if (auto r = src.read(raw.data(), raw.size(), begin + first * bytes); !r) {
+  // The whole blocks that hold the floats asked for.
+  const std::uint64_t out_block = std::uint64_t{dec.block} * 4;
+  const std::uint64_t first = offset / out_block, last = (offset + size + out_block - 1) / out_block;
+  const auto blocks = static_cast<std::size_t>(last - first);
+  std::string raw(blocks * dec.block_bytes, '\0');
+  if (auto r = src.read(raw.data(), raw.size(), begin + first * dec.block_bytes); !r) {
     return unexpected(source_error(src, r.error()));
   }
-  char* out = scratch(count * 4);
-  to_f32(from, reinterpret_cast<const std::uint8_t*>(raw.data()), count,
-         reinterpret_cast<float*>(out));
-  iov_.push_back(iovec{out + (offset - first * 4), size});
+  char* out = scratch(static_cast<std::size_t>(blocks * out_block));
+  decode_f32(dec, reinterpret_cast<const std::uint8_t*>(raw.data()), blocks,
+             reinterpret_cast<float*>(out));
+  iov_.push_back(iovec{out + (offset - first * out_block), size});
   size_ = size;
-  parts_.push_back(Part{nullptr, &src, begin + offset / 4 * bytes,
-                        static_cast<std::size_t>(size / 4 * bytes), How::kConverted});
+  // What drop mode releases: the source bytes in proportion.
+  parts_.push_back(Part{nullptr, &src, begin + offset / out_block * dec.block_bytes,
+                        static_cast<std::size_t>(size / out_block * dec.block_bytes),
+                        How::kConverted});
   return {};
 }
 

@@ -271,7 +271,7 @@ class GgufFolder(unittest.TestCase):
 @unittest.skipIf(np is None, "numpy missing")
 @lib.require_fuse
 class GgufViews(unittest.TestCase):
-    def test_npy_and_f32_where_the_values_are_elements(self):
+    def test_npy_and_f32_where_the_values_are_elements_and_q8_0_q4_0_dequantised(self):
         rnd = np.random.default_rng(5)
         arrays = {"f32": rnd.standard_normal((3, 4)).astype("<f4"),
                   "f16": rnd.standard_normal((2, 8)).astype("<f2"),
@@ -284,7 +284,20 @@ class GgufViews(unittest.TestCase):
         types = {"f32": "F32", "f16": "F16", "f64": "F64", "i8": "I8", "i16": "I16",
                  "i32": "I32", "i64": "I64", "bf16": "BF16"}
         tensors = [(k, types[k], list(a.shape), a.tobytes()) for k, a in arrays.items()]
-        tensors.append(("q", "Q8_0", [2, 32], bytes(range(68))))
+        # Quantised blocks: an f16 scale, then the quants.
+        def blocks(count, quant_bytes):
+            scales = rnd.standard_normal(count).astype("<f2").view("|u1").reshape(count, 2)
+            quants = rnd.integers(0, 256, (count, quant_bytes)).astype("|u1")
+            return np.concatenate([scales, quants], axis=1)
+        q8, q4 = blocks(6, 32), blocks(4, 16)
+        tensors += [("q8", "Q8_0", [3, 64], q8.tobytes()), ("q4", "Q4_0", [2, 64], q4.tobytes()),
+                    ("q4k", "Q4_K", [1, 256], bytes(range(144)))]
+        # ggml's dequantisation, written out in numpy: x = q * d in float32.
+        d8 = q8[:, :2].copy().view("<f2").astype("<f4")
+        want_q8 = (q8[:, 2:].view("|i1").astype("<f4") * d8).ravel()
+        d4 = q4[:, :2].copy().view("<f2").astype("<f4")
+        nib = np.concatenate([q4[:, 2:] & 0x0f, q4[:, 2:] >> 4], axis=1).astype("<f4") - 8
+        want_q4 = (nib * d4).ravel()
         data, _, _ = gw.gguf_bytes([], tensors)
         with tempfile.TemporaryDirectory() as d:
             src = write(d, "v.gguf", data)
@@ -296,15 +309,25 @@ class GgufViews(unittest.TestCase):
                     self.assertEqual(got.dtype, a.dtype, k)
                     self.assertTrue(np.array_equal(got, a), k)
                 f32d = os.path.join(mnt.path, "__f32__")
-                self.assertEqual(sorted(os.listdir(f32d)), ["bf16", "f16", "f32", "f64"])
+                self.assertEqual(sorted(os.listdir(f32d)), ["bf16", "f16", "f32", "f64", "q4", "q8"])
+                for k, want in (("q8", want_q8), ("q4", want_q4)):
+                    p = os.path.join(f32d, k)
+                    self.assertEqual(os.stat(p).st_size, want.size * 4, k)
+                    with open(p, "rb") as f:
+                        self.assertEqual(f.read(), want.tobytes(), k)
+                    # A read that starts and ends inside blocks.
+                    with open(p, "rb") as f:
+                        f.seek(70)
+                        self.assertEqual(f.read(333), want.tobytes()[70:403], k)
                 for k in ("f32", "f16", "f64"):
                     got = np.fromfile(os.path.join(f32d, k), dtype="<f4")
                     self.assertTrue(np.array_equal(got, arrays[k].astype("<f4").ravel()), k)
                 bf = np.fromfile(os.path.join(f32d, "bf16"), dtype="<u4")
                 self.assertTrue(np.array_equal(bf, arrays["bf16"].astype("<u4").ravel() << 16))
-                # The quantised tensor stays raw blocks.
-                with open(os.path.join(mnt.path, "q"), "rb") as f:
-                    self.assertEqual(f.read(), bytes(range(68)))
+                # The quantised tensors stay raw blocks.
+                for k, raw in (("q8", q8.tobytes()), ("q4k", bytes(range(144)))):
+                    with open(os.path.join(mnt.path, k), "rb") as f:
+                        self.assertEqual(f.read(), raw)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@
 
 #include "stfs/base/inline_vec.hpp"
 #include "stfs/base/result.hpp"
-#include "stfs/format/dtype.hpp"
+#include "stfs/format/convert.hpp"
 
 namespace stfs {
 
@@ -50,11 +50,11 @@ class ReadReply {
   // what must be read, and lays out the pieces.
   Result<void, ReadError> finish();
 
-  // The float32 view: `size` bytes at `offset` of the f32 rendering of the
-  // tensor of dtype `from` whose bytes start at `begin` in `src`. Read with
-  // pread (never through the mapping: a truncated source then gives EIO,
-  // not SIGBUS) and converted in the daemon.
-  Result<void, ReadError> converted(const Model& src, Dtype from, std::uint64_t begin,
+  // The float32 view: `size` bytes at `offset` of the f32 rendering (by
+  // `dec`) of the tensor whose bytes start at `begin` in `src`. Whole
+  // blocks are read with pread (never through the mapping: a truncated
+  // source then gives EIO, not SIGBUS) and converted in the daemon.
+  Result<void, ReadError> converted(const Model& src, const F32Decoder& dec, std::uint64_t begin,
                                     std::uint64_t offset, std::size_t size);
 
   // What to send: none (end of file), one piece (fuse_reply_buf) or more

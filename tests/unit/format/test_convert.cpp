@@ -88,3 +88,52 @@ TEST(F64ToF32, RoundsToNearestEvenAndKeepsSpecials) {
 
 }  // namespace
 }  // namespace stfs
+
+namespace stfs {
+namespace {
+
+// GGUF's Q8_0 and Q4_0 blocks, written by hand: the scale 0.5 (f16 0x3800),
+// then the quants; the values are worked out here, not by the decoder.
+TEST(Dequantise, Q8_0AndQ4_0AsGgmlDoes) {
+  TensorInfo q8;
+  q8.ggml_type = 8;
+  auto dec8 = f32_decoder(q8);
+  ASSERT_TRUE(dec8);
+  EXPECT_EQ(dec8->block, 32u);
+  EXPECT_EQ(dec8->block_bytes, 34u);
+  std::uint8_t b8[34] = {0x00, 0x38};
+  for (int j = 0; j < 32; ++j) b8[2 + j] = static_cast<std::uint8_t>(j * 9 - 128);
+  float out[32];
+  decode_f32(*dec8, b8, 1, out);
+  for (int j = 0; j < 32; ++j) {
+    const auto q = static_cast<std::int8_t>(static_cast<std::uint8_t>(j * 9 - 128));  // wraps
+    EXPECT_EQ(out[j], static_cast<float>(q) * 0.5f) << j;
+  }
+
+  TensorInfo q4;
+  q4.ggml_type = 2;
+  auto dec4 = f32_decoder(q4);
+  ASSERT_TRUE(dec4);
+  EXPECT_EQ(dec4->block_bytes, 18u);
+  std::uint8_t b4[18] = {0x00, 0x38};
+  for (int j = 0; j < 16; ++j) b4[2 + j] = static_cast<std::uint8_t>(j | (15 - j) << 4);
+  decode_f32(*dec4, b4, 1, out);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(out[j], static_cast<float>(j - 8) * 0.5f) << j;            // low nibbles first
+    EXPECT_EQ(out[j + 16], static_cast<float>(7 - j) * 0.5f) << j;       // then the high ones
+  }
+  // Other quantised types have no float32 rendering; F32 is served as it is.
+  TensorInfo q4k;
+  q4k.ggml_type = 12;
+  EXPECT_FALSE(f32_decoder(q4k));
+  TensorInfo f32;
+  f32.dtype = Dtype::kF32;
+  EXPECT_FALSE(f32_decoder(f32));
+  TensorInfo f16;
+  f16.dtype = Dtype::kF16;
+  ASSERT_TRUE(f32_decoder(f16));
+  EXPECT_EQ(f32_decoder(f16)->block_bytes, 2u);
+}
+
+}  // namespace
+}  // namespace stfs

@@ -163,7 +163,9 @@ TEST(ReadReplyConverted, F16BecomesF32) {
   const float want[3] = {1.0f, -2.0f, 0.5f};
   ReadReply r;
   // Bytes 2..10 of the float32 rendering: a cut through two elements.
-  ASSERT_TRUE(r.converted(*m, Dtype::kF16, m->header().data_start(), 2, 8));
+  const auto dec = f32_decoder(m->header().tensors[0]);
+  ASSERT_TRUE(dec);
+  ASSERT_TRUE(r.converted(*m, *dec, m->header().data_start(), 2, 8));
   EXPECT_EQ(bytes(r), std::string(reinterpret_cast<const char*>(want) + 2, 8));
 }
 
