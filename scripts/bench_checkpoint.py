@@ -161,12 +161,18 @@ class CheckpointRows:
         self.b.umount(one_mp, one_p)
         self.b.umount(mp, p)
 
-    def scaling(self):
-        """1, 2 and 4 readers over distinct tensors, caches dropped, locally."""
-        mp, p = self.b.mount_stfs(self.model)
+    def scaling(self, label="local", lower_argv=None):
+        """1, 2 and 4 readers over distinct tensors, caches dropped, locally
+        or with the model on a FUSE source (`lower_argv` mounts it)."""
+        lower = lp = None
+        src = self.model
+        if lower_argv:
+            lower, lp = self.b.mount(lower_argv, "lower-bench-")
+            src = os.path.join(lower, os.path.basename(self.model))
+        mp, p = self.b.mount_stfs(src)
         files = self.files(mp)
-        print("D. checkpoint, local, caches dropped: readers over distinct tensors (GB/s, "
-              "median of %d; this machine has %d cores)" % (self.pairs, os.cpu_count()))
+        print("D. checkpoint, %s, caches dropped: readers over distinct tensors (GB/s, "
+              "median of %d; this machine has %d cores)" % (label, self.pairs, os.cpu_count()))
         for threads in (1, 2, 4):
             runs = []
             for _ in range(self.pairs):
@@ -174,6 +180,8 @@ class CheckpointRows:
                 runs.append(self.total / 1e9 / self.timed(lambda: read_files(files, threads)))
             self.b.row("stfs, %d reader(s)" % threads, statistics.median(runs), "GB/s")
         self.b.umount(mp, p)
+        if lower:
+            self.b.umount(lower, lp)
 
     def over_fuse(self, label, lower_argv, image=None):
         """stfs on a FUSE source against a whole-file read of the model file
@@ -235,3 +243,4 @@ class CheckpointRows:
                         tensors=[("t%d" % i, 4 * MiB) for i in range(20)])
         self.over_fuse("E. checkpoint over bindfs",
                        ["bindfs", "-f", os.path.dirname(self.model)])
+        self.scaling("over bindfs", ["bindfs", "-f", os.path.dirname(self.model)])

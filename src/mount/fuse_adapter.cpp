@@ -75,6 +75,8 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  // libfuse ends the session if init() leaves max_read other than -o said.
+  if (const unsigned max_read = fuse_max_read(*c->opts)) conn->max_read = max_read;
   if (c->on_ready) c->on_ready();
 }
 

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 
 namespace stfs {
 namespace {
@@ -154,6 +155,14 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
     }
   }
   return {};
+}
+
+unsigned fuse_max_read(const MountOptions& opts) {
+  unsigned v = 0;
+  for (const std::string& o : opts.fuse_options) {
+    if (o.starts_with("max_read=")) v = static_cast<unsigned>(std::strtoul(o.c_str() + 9, nullptr, 10));
+  }
+  return v;
 }
 
 std::string kernel_mount_options(const MountOptions& opts) {

@@ -434,6 +434,22 @@ class Lifecycle(unittest.TestCase):
         self.assertIsNone(lib.find_mount(mnt.path))
         self.assertEqual(lib.pids_serving(mnt.path), [])
 
+    def test_fuse_max_read_option_mounts_and_reads(self):
+        # libfuse ends a session whose init() asks for another max_read
+        # than -o max_read= gave: the daemon sets it again at INIT.
+        header, _, start = lib.read_header(lib.SAMPLE)
+        want = lib.tensor_bytes(lib.SAMPLE, header["lm_head.weight"], start)
+        for foreground in (True, False):
+            mnt = Mount(lib.SAMPLE, "-o", "max_read=8192", foreground=foreground)
+            try:
+                mnt.start()
+                with open(os.path.join(mnt.path, "lm_head.weight"), "rb") as f:
+                    self.assertEqual(f.read(), want)
+            finally:
+                status = mnt.stop()
+            if foreground:
+                mnt.check_clean_exit(status)
+
     def test_signals_unmount_cleanly(self):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with self.subTest(sig=sig.name):

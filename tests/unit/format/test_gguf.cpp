@@ -4,13 +4,11 @@
 // the reader.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 
+#include "parse_checks.hpp"
 #include "stfs/format/gguf.hpp"
 #include "stfs/format/json_writer.hpp"
-#include "stfs/namespace/names.hpp"
 
 namespace stfs {
 namespace {
@@ -43,31 +41,13 @@ struct G {
   G& zeros(std::size_t n) { b.append(n, '\0'); return *this; }
 };
 
-void maybe_dump_seed(const std::string& bytes) {
-  const char* dir = std::getenv("STFS_GGUF_SEED_DIR");
-  if (!dir || !*dir || bytes.size() > (1u << 20)) return;
-  char name[32];
-  std::snprintf(name, sizeof name, "/unit-%016llx",
-                static_cast<unsigned long long>(fnv1a64(bytes)));
-  std::ofstream(std::string(dir) + name, std::ios::binary) << bytes;
-}
-
 Result<Header, ParseError> parse(const std::string& bytes, const Limits& limits = {}) {
-  maybe_dump_seed(bytes);
+  test::maybe_dump_seed(bytes, "STFS_GGUF_SEED_DIR");
   return parse_gguf(bytes, bytes.size(), limits);
 }
 
 ::testing::AssertionResult Rejects(const std::string& bytes, Rule rule, std::string_view needle = "") {
-  auto r = parse(bytes);
-  if (r) return ::testing::AssertionFailure() << "accepted, expected " << rule_name(rule);
-  if (r.error().rule != rule) {
-    return ::testing::AssertionFailure() << "rule " << rule_name(r.error().rule) << " ("
-                                         << r.error().message << "), expected " << rule_name(rule);
-  }
-  if (r.error().message.find(needle) == std::string::npos) {
-    return ::testing::AssertionFailure() << "message `" << r.error().message << "` lacks `" << needle << "`";
-  }
-  return ::testing::AssertionSuccess();
+  return test::refused_with(parse(bytes), rule, needle);
 }
 
 ::testing::AssertionResult Accepts(const std::string& bytes) {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "parse_checks.hpp"
 #include "st_writer.hpp"
 #include "stfs/namespace/names.hpp"
 #include "stfs/format/safetensors.hpp"
@@ -23,35 +24,14 @@ constexpr std::uint64_t kMaxU64 = 18446744073709551615ULL;
 
 std::vector<std::uint64_t> vec(std::span<const std::uint64_t> s) { return {s.begin(), s.end()}; }
 
-// With STFS_SEED_DIR set, every file these tests parse is also written
-// there, to seed the fuzzers (scripts/fuzz.sh).
-void maybe_dump_seed(const std::string& bytes) {
-  const char* dir = std::getenv("STFS_SEED_DIR");
-  if (!dir || !*dir || bytes.size() > (1u << 20)) return;
-  char name[32];
-  std::snprintf(name, sizeof name, "/unit-%016llx",
-                static_cast<unsigned long long>(fnv1a64(bytes)));
-  std::ofstream(std::string(dir) + name, std::ios::binary) << bytes;
-}
-
 Result<Header, ParseError> parse(const std::string& bytes, const Limits& limits = {}) {
-  maybe_dump_seed(bytes);
+  test::maybe_dump_seed(bytes, "STFS_SEED_DIR");
   return parse_header(bytes, bytes.size(), limits);
 }
 
 ::testing::AssertionResult Rejects(const std::string& bytes, Rule rule,
                                    std::string_view needle = "") {
-  auto r = parse(bytes);
-  if (r) return ::testing::AssertionFailure() << "accepted, expected " << rule_name(rule);
-  if (r.error().rule != rule) {
-    return ::testing::AssertionFailure() << "rule " << rule_name(r.error().rule) << " ("
-                                         << r.error().message << "), expected " << rule_name(rule);
-  }
-  if (r.error().message.find(needle) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "message `" << r.error().message << "` lacks `" << needle << "`";
-  }
-  return ::testing::AssertionSuccess();
+  return test::refused_with(parse(bytes), rule, needle);
 }
 
 ::testing::AssertionResult Accepts(const std::string& bytes) {
