@@ -74,7 +74,7 @@ bool Cursor::i64(std::int64_t& v, std::string_view what) {
 
 bool Cursor::string(std::string_view& s, std::string_view what) {
   std::uint64_t len = 0;
-  if (!u64(len, std::string(what) + "'s length")) return false;
+  if (!u64(len, what)) return false;
   if (!need(len, what)) return false;
   const std::uint64_t at = pos_;
   s = std::string_view(reinterpret_cast<const char*>(take(len)), static_cast<std::size_t>(len));
