@@ -168,6 +168,31 @@ void raise_fd_limit() {
   }
 }
 
+namespace {
+
+// Whether the FUSE mount on `mountpoint` answers a request (statfs).
+bool mount_answers(const std::string& mountpoint) {
+  struct statfs sf {};
+  int r;
+  do {
+    r = ::statfs(mountpoint.c_str(), &sf);
+  } while (r < 0 && errno == EINTR);
+  return r == 0 && static_cast<unsigned long>(sf.f_type) == 0x65735546UL;  // FUSE_SUPER_MAGIC
+}
+
+// Reaps the daemon we forked, which is ending: after 5 s, ends it.
+void end_child(pid_t pid) {
+  for (int i = 0; i < 100; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
+    ::usleep(50'000);
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
 int run_mount(MountOptions o) {
   raise_fd_limit();
   auto src = canonical(o.source);
@@ -294,7 +319,16 @@ int run_mount(MountOptions o) {
       n = ::read(status_pipe[0], &status, 1);
     } while (n < 0 && errno == EINTR);
     ::close(status_pipe[0]);
-    if (n == 1 && status == 0) return kExitOk;
+    if (n == 1 && status == 0) {
+      // The daemon said ready from init(), before libfuse's own checks of
+      // the answer to INIT: a request must come back before we say so too.
+      if (mount_answers(o.mountpoint)) return kExitOk;
+      spdlog::error("the mount on {} stopped answering as it came up (the daemon's reason is "
+                    "in the system log)",
+                    o.mountpoint);
+      end_child(pid);
+      return kExitMountFailed;
+    }
     // The child failed before the mount answered; it has said why on our
     // shared stderr. Reap it so nothing is left behind.
     int ws = 0;
