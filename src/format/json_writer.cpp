@@ -81,6 +81,16 @@ void append_tensor_entry(std::string& out, const TensorInfo& t, std::uint64_t be
 
 namespace {
 
+// Every tensor entry in header order, comma-separated; `first` says
+// whether nothing precedes them in the object.
+void append_tensor_entries(std::string& out, const Header& h, bool first) {
+  for (const TensorInfo& t : h.tensors) {
+    if (!first) out += ',';
+    first = false;
+    append_tensor_entry(out, t, t.begin, t.end);
+  }
+}
+
 // GGUF's __header__.json: the file's own fields, then the tensor infos in
 // file order under "tensors" (a tensor may be called anything, so no name
 // is reserved beside them).
@@ -88,12 +98,7 @@ std::string gguf_header_json(const Header& h) {
   std::string out = "{\"gguf_version\":" + std::to_string(h.gguf_version) +
                     ",\"alignment\":" + std::to_string(h.gguf_alignment) +
                     ",\"data_offset\":" + std::to_string(h.data_start()) + ",\"tensors\":{";
-  bool first = true;
-  for (const TensorInfo& t : h.tensors) {
-    if (!first) out += ',';
-    first = false;
-    append_tensor_entry(out, t, t.begin, t.end);
-  }
+  append_tensor_entries(out, h, /*first=*/true);
   out += "}}\n";
   return out;
 }
@@ -103,17 +108,11 @@ std::string gguf_header_json(const Header& h) {
 std::string header_json(const Header& h) {
   if (h.format == Format::kGguf) return gguf_header_json(h);
   std::string out = "{";
-  bool first = true;
   if (h.has_metadata) {
     out += "\"__metadata__\":";
     append_string_map(out, h.metadata);
-    first = false;
   }
-  for (const TensorInfo& t : h.tensors) {
-    if (!first) out += ',';
-    first = false;
-    append_tensor_entry(out, t, t.begin, t.end);
-  }
+  append_tensor_entries(out, h, /*first=*/!h.has_metadata);
   out += "}\n";
   return out;
 }

@@ -160,6 +160,7 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
 unsigned fuse_max_read(const MountOptions& opts) {
   unsigned v = 0;
   for (const std::string& o : opts.fuse_options) {
+    // The last one given, its leading digits, as libfuse reads it ("%u").
     if (o.starts_with("max_read=")) v = static_cast<unsigned>(std::strtoul(o.c_str() + 9, nullptr, 10));
   }
   return v;

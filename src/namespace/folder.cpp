@@ -11,7 +11,6 @@
 
 #include "shards.hpp"
 #include "stfs/base/paths.hpp"
-#include "stfs/format/gguf.hpp"
 #include "stfs/source/path_walk.hpp"
 #include "stfs/namespace/tree.hpp"
 #include "tree_builder.hpp"
@@ -132,9 +131,8 @@ class FolderScan {
 
  private:
   bool originals_reserved(const std::string& name) const {
-    return b_.views().originals &&
-           (name.ends_with(".safetensors" + std::string(kOriginalsSuffix)) ||
-            name.ends_with(".gguf" + std::string(kOriginalsSuffix)));
+    return b_.views().originals && name.ends_with(kOriginalsSuffix) &&
+           model_format(name.substr(0, name.size() - kOriginalsSuffix.size()));
   }
 
   // The format a file's name promises: X.safetensors, X.gguf.
@@ -194,30 +192,13 @@ class FolderScan {
       spdlog::warn("{}: left out: {}", full, fd.error().message);
       return std::nullopt;
     }
-    if (format == Format::kGguf) {
-      // X.gguf without GGUF's magic: say that, not a safetensors rule.
-      char magic[4] = {};
-      if (!pread_full(fd->get(), magic, sizeof magic, 0) ||
-          !is_gguf(std::string_view(magic, sizeof magic))) {
-        spdlog::warn("{}: left out: not a GGUF file: no GGUF magic [{}]", full,
-                     rule_name(Rule::kGgufVersion));
-        return std::nullopt;
-      }
-    }
     auto m = is_model ? Model::load(std::move(fd).value(), full, st, limits_, &parser_,
-                                    b_.views().originals)
+                                    b_.views().originals, format)
                       : Result<Model, ModelError>(Model::plain(std::move(fd).value(), full, st));
     if (!m) {
       const ModelError& e = m.error();
       spdlog::warn("{}: left out: {}{}", full, e.message,
                    e.rule ? " [" + std::string(rule_name(*e.rule)) + "]" : "");
-      return std::nullopt;
-    }
-    if (is_model && m->header().format != *format) {
-      // A loader goes by the name: X.safetensors must be safetensors.
-      spdlog::warn("{}: left out: the name says {}, the bytes are {}", full,
-                   *format == Format::kGguf ? "GGUF" : "safetensors",
-                   *format == Format::kGguf ? "safetensors" : "GGUF");
       return std::nullopt;
     }
     if (auto r = m->prepare(policy_); !r) {

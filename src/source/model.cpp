@@ -326,7 +326,7 @@ Result<Header, ModelError> read_gguf(int fd, std::uint64_t size, const Limits& l
 
 Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const struct stat& st,
                                       const Limits& limits, HeaderParser* parser,
-                                      bool keep_header) {
+                                      bool keep_header, std::optional<Format> expect) {
   auto io_error = [](int e, std::string what) {
     return unexpected(
         ModelError{ModelError::Kind::kIo, e, std::nullopt, what + ": " + std::strerror(e)});
@@ -354,7 +354,17 @@ Result<Model, ModelError> Model::load(UniqueFd fd_in, std::string path, const st
     return unexpected(ModelError{ModelError::Kind::kInvalid, 0, e.rule,
                                  foreign ? *foreign : std::move(e.message)});
   };
-  if (is_gguf(std::string_view(prefix, have))) {
+  const bool gguf = is_gguf(std::string_view(prefix, have));
+  if (expect == Format::kGguf && !gguf) {
+    return unexpected(ModelError{ModelError::Kind::kInvalid, 0, Rule::kGgufVersion,
+                                 "not a GGUF file: no GGUF magic"});
+  }
+  if (expect == Format::kSafetensors && gguf) {
+    // A loader goes by the name: X.safetensors must be safetensors.
+    return unexpected(ModelError{ModelError::Kind::kInvalid, 0, std::nullopt,
+                                 "the name says safetensors, the bytes are GGUF"});
+  }
+  if (gguf) {
     auto h = read_gguf(fd, size, limits, keep_header ? &m.header_bytes_ : nullptr);
     if (!h) return unexpected(std::move(h).error());
     m.header_ = std::move(h).value();

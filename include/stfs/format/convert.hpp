@@ -7,9 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-
 #include <optional>
+#include <string_view>
 
 #include "stfs/format/dtype.hpp"
 #include "stfs/format/safetensors.hpp"
@@ -29,7 +28,7 @@ struct F32Decoder {
   std::uint32_t block = 1;
   std::uint32_t block_bytes = 0;
   Dtype dtype = Dtype::kF32;          // a plain dtype
-  std::uint16_t ggml_type = 0xffff;   // else a GGUF block type
+  std::uint16_t ggml_type = kNoGgmlType;  // else a GGUF block type
 };
 
 // The decoder for tensor `t`, if the view converts it: F16, BF16, F64 and

@@ -64,13 +64,13 @@ struct MountOptions {
 // recorded in opts.dropped (malformed known options still fail).
 Result<void> apply_mount_options(std::string_view list, MountOptions& opts);
 
-// The -o list handed to the kernel mount: read-only and the rest that
-// every stfs mount has, fsname (commas escaped), then the FUSE options
-// given.
 // -o max_read=N, which libfuse needs again at INIT (it refuses a session
 // whose init() asks for another size); 0 when not given.
 unsigned fuse_max_read(const MountOptions& opts);
 
+// The -o list handed to the kernel mount: read-only and the rest that
+// every stfs mount has, fsname (commas escaped), then the FUSE options
+// given.
 std::string kernel_mount_options(const MountOptions& opts);
 
 // The help text for -o options, for --help.

@@ -56,9 +56,13 @@ class Model {
   // `parser`: one to reuse across files (a folder scan), which keeps the
   // JSON parser's buffers instead of allocating them per file.
   // `keep_header`: keep the header's bytes as validated (header_bytes()).
+  // `expect`: the format the file's name promises (a folder's X.gguf,
+  // X.safetensors); other bytes are refused before they are parsed. Without
+  // it the format is the one the file's first bytes say.
   static Result<Model, ModelError> load(UniqueFd fd, std::string path, const struct stat& st,
                                         const Limits& limits = {},
-                                        HeaderParser* parser = nullptr, bool keep_header = false);
+                                        HeaderParser* parser = nullptr, bool keep_header = false,
+                                        std::optional<Format> expect = std::nullopt);
   // Serves the bytes of the regular file open on `fd` as they are; the
   // header stays empty.
   static Model plain(UniqueFd fd, std::string path, const struct stat& st);

@@ -4,7 +4,7 @@
 // the reader.
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <bit>
 
 #include "parse_checks.hpp"
 #include "stfs/format/gguf.hpp"
@@ -21,6 +21,8 @@ struct G {
   G& u32(std::uint32_t v) { for (int i = 0; i < 4; ++i) u8(static_cast<std::uint8_t>(v >> (8 * i))); return *this; }
   G& u64(std::uint64_t v) { for (int i = 0; i < 8; ++i) u8(static_cast<std::uint8_t>(v >> (8 * i))); return *this; }
   G& str(std::string_view s) { u64(s.size()); return raw(s); }
+  G& f32(float f) { return u32(std::bit_cast<std::uint32_t>(f)); }
+  G& f64(double d) { return u64(std::bit_cast<std::uint64_t>(d)); }
   // Magic, version, counts.
   G& head(std::uint64_t n_tensors, std::uint64_t n_kv, std::uint32_t version = 3) {
     return raw("GGUF").u32(version).u64(n_tensors).u64(n_kv);
@@ -104,18 +106,12 @@ TEST(Gguf, EveryValueTypeIsTypedFaithfully) {
   g.str("i16").u32(3).u8(0).u8(0x80);
   g.str("u32").u32(4).u32(4294967295u);
   g.str("i32").u32(5).u32(0x80000000u);
-  float f = 0.1f;
-  std::uint32_t fb;
-  std::memcpy(&fb, &f, 4);
-  g.str("f32").u32(6).u32(fb);
+  g.str("f32").u32(6).f32(0.1f);
   g.str("bool").u32(7).u8(1);
   g.str("str").u32(8).str("h\xc3\xa9\"\n");
   g.str("u64").u32(10).u64(18446744073709551615ULL);
   g.str("i64").u32(11).u64(0x8000000000000000ULL);
-  double d = 1e300;
-  std::uint64_t db;
-  std::memcpy(&db, &d, 8);
-  g.str("f64").u32(12).u64(db);
+  g.str("f64").u32(12).f64(1e300);
   // An array of two arrays of strings, and nothing else.
   g.str("nested").u32(9).u32(9).u64(2);
   g.u32(8).u64(2).str("a").str("b");
@@ -131,10 +127,7 @@ TEST(Gguf, EveryValueTypeIsTypedFaithfully) {
 
 TEST(Gguf, WholeFloatsStayFloats) {
   G g;
-  float f = 10000.0f;
-  std::uint32_t fb;
-  std::memcpy(&fb, &f, 4);
-  g.head(0, 1).str("rope.freq_base").u32(6).u32(fb);
+  g.head(0, 1).str("rope.freq_base").u32(6).f32(10000.0f);
   auto h = parse(g.b);
   ASSERT_TRUE(h);
   EXPECT_EQ(h->gguf_metadata, "{\"rope.freq_base\":10000.0}");
