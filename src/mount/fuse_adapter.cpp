@@ -77,6 +77,25 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   // libfuse ends the session if init() leaves max_read other than -o said.
   if (const unsigned max_read = fuse_max_read(*c->opts)) conn->max_read = max_read;
+  if (c->opts->direct_io) {
+    // The kernel refuses shared mappings of direct_io files (ENODEV) unless
+    // asked to serve them from its page cache, which libfuse 3.16 can ask.
+    bool maps = false;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP) {
+      conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+      maps = true;
+    }
+#endif
+    if (maps) {
+      spdlog::info("{}: direct_io; shared mappings are served from the page cache",
+                   c->opts->mountpoint);
+    } else {
+      spdlog::warn("{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
+                   "cannot ask the kernel for them; 3.16 can)",
+                   c->opts->mountpoint, fuse_pkgversion());
+    }
+  }
   if (c->on_ready) c->on_ready();
 }
 
@@ -129,6 +148,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // new number): keep the page cache across opens.
     fi->keep_cache = 1;
     fi->noflush = 1;
+    // -o direct_io: source bytes go straight to the reader (options.hpp);
+    // the JSON files stay cached.
+    if (ctx(req).opts->direct_io && !fs->in_memory(ino)) fi->direct_io = 1;
     OpenFile* handle = ctx(req).open_files.open(std::move(fs));
     fi->fh = reinterpret_cast<std::uint64_t>(handle);
     // Interrupted: no RELEASE follows.
@@ -334,6 +356,8 @@ struct SessionGuard {
 };
 
 }  // namespace
+
+const char* libfuse_version() { return fuse_pkgversion(); }
 
 int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   static const fuse_lowlevel_ops ops = make_ops();

@@ -79,6 +79,7 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
         return unexpected(bad(opt, "expected auto, mmap or pread"));
       }
     } else if (key == "source_cache") {
+      o.source_cache_given = true;
       if (value == "drop") {
         o.source_policy.drop_cache = true;
       } else if (value == "keep") {
@@ -125,6 +126,8 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
       o.views.packed = true;
     } else if (opt == "originals") {
       o.views.originals = true;
+    } else if (opt == "direct_io") {
+      o.direct_io = true;
     } else if (opt == "rw") {
       // mount(8) hands helpers "rw" by default; the mount stays read-only.
       o.rw_requested = true;
@@ -155,6 +158,12 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
     }
   }
   return {};
+}
+
+SourcePolicy effective_source_policy(const MountOptions& opts) {
+  SourcePolicy p = opts.source_policy;
+  if (opts.direct_io && !opts.source_cache_given) p.drop_cache = false;
+  return p;
 }
 
 unsigned fuse_max_read(const MountOptions& opts) {
@@ -213,6 +222,11 @@ std::string_view mount_options_help() {
          "                       once (in the mount), not twice (default); keep: leave\n"
          "                       them, for machines where other programs read the same\n"
          "                       source files natively at the same time\n"
+         "  direct_io            files read from sources skip the mount's page cache:\n"
+         "                       each read is copied once, into the reader's buffer\n"
+         "                       (faster first reads, for copying a model out; slower\n"
+         "                       re-reads); implies source_cache=keep unless given.\n"
+         "                       Shared mappings need libfuse >= 3.16 (else ENODEV)\n"
          "  poll=SECONDS         compare the source (folder or file) for changes this\n"
          "                       often; 0: never (default 5 on network and FUSE\n"
          "                       filesystems, else 0: inotify for a folder, and a\n"

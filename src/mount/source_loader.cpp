@@ -49,7 +49,7 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
         e.kind == ModelError::Kind::kIo ? kExitMountFailed : kExitInvalidSource,
         e.message + rule});
   }
-  if (auto r = model->prepare(o.source_policy); !r) {
+  if (auto r = model->prepare(effective_source_policy(o)); !r) {
     // It exists and is valid, but cannot be served.
     return unexpected(LoadFailure{kExitMountFailed, r.error().message});
   }
@@ -68,7 +68,7 @@ Result<Tree, LoadFailure> load_file(const MountOptions& o, bool hashed) {
 // a rebuild replaces.
 FolderOptions folder_options(const MountOptions& o, const Tree* previous) {
   return FolderOptions{o.attr,         o.limits, o.views,         o.mountpoint,
-                       previous,       o.source_policy, nullptr, o.confined_to};
+                       previous,       effective_source_policy(o), nullptr, o.confined_to};
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 answered, the source's own cached pages of those bytes are dropped, unless
 -o source_cache=keep. Checked with fincore (util-linux) on the source, not
 with timings."""
+import json
 import os
 import shutil
 import subprocess
@@ -117,6 +118,104 @@ class SourceCache(unittest.TestCase):
             for off, data in got.items():
                 src.seek(start + off)
                 self.assertEqual(data, src.read(4096), off)
+
+def libfuse_version():
+    """(major, minor) of the libfuse the binary runs with, from --version."""
+    out = subprocess.run([lib.STFS, "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    ver = out.split("(libfuse ")[1].split(")")[0]
+    return tuple(int(x) for x in ver.split(".")[:2])
+
+
+@lib.require_fuse
+class DirectIo(unittest.TestCase):
+    """-o direct_io: source bytes go to the reader without the mount's page
+    cache; the bytes are the same, the source's cache holds the only copy
+    (kept unless source_cache=drop is given), and shared mappings work
+    where libfuse can ask for them (3.16), else fail with ENODEV."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="stfs-dio-")
+        self.src = os.path.join(self.tmp, "m.safetensors")
+        self.data = {"a": os.urandom(5 * MiB + 3), "b": os.urandom(2 * MiB), "c": os.urandom(20)}
+        lib.write_safetensors(self.src, [
+            ("a", "U8", [5 * MiB + 3], self.data["a"]),
+            ("b", "BF16", [MiB], self.data["b"]),
+            ("c", "F32", [5], self.data["c"]),
+        ], metadata={"pad": "x" * 1001}, pad=False)
+        self.size = os.path.getsize(self.src)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_bytes_match_at_any_offset(self):
+        import random
+        rng = random.Random(5)
+        with Mount(self.src, "-o", "direct_io") as mnt:
+            for name, want in self.data.items():
+                p = os.path.join(mnt.path, name)
+                with open(p, "rb") as f:
+                    self.assertEqual(f.read(), want, name)
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    for _ in range(40):
+                        off = rng.randrange(0, len(want) + 10)
+                        n = rng.choice([1, 7, 4096, 65537, MiB + 1])
+                        self.assertEqual(os.pread(fd, n, off), want[off:off + n], (name, off, n))
+                finally:
+                    os.close(fd)
+                r = subprocess.run(["dd", "if=" + p, "bs=4093", "skip=3", "status=none"],
+                                   capture_output=True, check=True)
+                self.assertEqual(r.stdout, want[3 * 4093:], name)
+            with open(os.path.join(mnt.path, "__metadata__.json"), "rb") as f:
+                self.assertEqual(json.loads(f.read()), {"pad": "x" * 1001})
+
+    def test_shared_mappings_follow_libfuse(self):
+        import errno
+        import mmap
+        with Mount(self.src, "-o", "direct_io") as mnt:
+            # The JSON files are never direct_io: mappable everywhere.
+            with open(os.path.join(mnt.path, "__header__.json"), "rb") as f:
+                m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                self.assertEqual(json.loads(m[:])["c"]["dtype"], "F32")
+                m.close()
+            with open(os.path.join(mnt.path, "a"), "rb") as f:
+                private = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+                self.assertEqual(private[:], self.data["a"])
+                private.close()
+                if libfuse_version() >= (3, 16):
+                    shared = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                    self.assertEqual(shared[:], self.data["a"])
+                    shared.close()
+                else:
+                    with self.assertRaises(OSError) as cm:
+                        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                    self.assertEqual(cm.exception.errno, errno.ENODEV)
+        if libfuse_version() >= (3, 16):
+            self.assertIn("shared mappings are served from the page cache", mnt.log_text)
+        else:
+            self.assertIn("shared mappings of its files fail with ENODEV", mnt.log_text)
+
+    def test_one_copy_in_the_source_cache(self):
+        if os.geteuid() != 0 or not shutil.which("fincore"):
+            self.skipTest("needs root (drop_caches) and fincore")
+        drop_caches()
+        with Mount(self.src, "-o", "direct_io") as mnt:
+            self.assertGreater(read_all(mnt.path), 7 * MiB)
+            # Nothing in the mount's page cache; the source keeps its pages
+            # (source_cache=keep is implied), so a re-read is no disk read.
+            self.assertEqual(resident(os.path.join(mnt.path, "a")), 0)
+            self.assertGreater(resident(self.src), self.size - 64 * 1024)
+        drop_caches()
+        with Mount(self.src, "-o", "direct_io,source_cache=drop") as mnt:
+            read_all(mnt.path)
+            self.assertEqual(resident(os.path.join(mnt.path, "a")), 0)
+            self.assertLess(resident(self.src), 2 * MiB + 64 * 1024)
+
+    def test_option_in_help(self):
+        r = subprocess.run([lib.STFS, "--help"], capture_output=True, text=True)
+        self.assertIn("direct_io", r.stdout + r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

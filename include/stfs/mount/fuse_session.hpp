@@ -30,4 +30,7 @@ struct SessionHooks {
 // run, 3 if the mount failed.
 int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks);
 
+// The libfuse this binary runs with ("3.14.0"), for --version.
+const char* libfuse_version();
+
 }  // namespace stfs

@@ -34,6 +34,12 @@ struct MountOptions {
   // own cached copy of those bytes (the mount's page cache holds them
   // now). Both are the source layer's to apply (model.hpp).
   SourcePolicy source_policy;
+  bool source_cache_given = false;  // -o source_cache= was given
+  // -o direct_io: files served from sources bypass the mount's page cache;
+  // each READ is copied straight into the reader's buffer (one copy, not
+  // two). Faster first reads, slower re-reads, and shared mappings need
+  // libfuse >= 3.16 (README "Reading once: direct_io").
+  bool direct_io = false;
   // -o poll=SECONDS: how often a folder source is compared for changes
   // (0: never). Unset: 5 s on network and FUSE filesystems, where inotify
   // is blind to other clients; inotify alone on local ones.
@@ -63,6 +69,11 @@ struct MountOptions {
 // malformed option, naming it; with opts.sloppy an unknown option is only
 // recorded in opts.dropped (malformed known options still fail).
 Result<void> apply_mount_options(std::string_view list, MountOptions& opts);
+
+// The source policy in force: with -o direct_io and no source_cache= given,
+// keep (the source's cache is then the only copy; dropping it would send
+// every re-read to the disk).
+SourcePolicy effective_source_policy(const MountOptions& opts);
 
 // -o max_read=N, which libfuse needs again at INIT (it refuses a session
 // whose init() asks for another size); 0 when not given.
