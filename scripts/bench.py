@@ -730,7 +730,7 @@ def main():
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
                          "header,footprint,pairs,cold,squashfuse,packed,packedscale,"
-                         "checkpoint")
+                         "checkpoint,directio")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
@@ -762,8 +762,11 @@ def main():
                         ("squashfuse", b.over_squashfuse), ("packed", b.packed_read),
                         ("packedscale", b.packed_scale),
                         ("checkpoint",
-                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).run())):
-            if want(row):
+                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).run()),
+                        ("directio",
+                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).direct_io())):
+            # The checkpoint rows include the direct_io ones.
+            if want(row) and not (row == "directio" and want("checkpoint")):
                 groups.append(fn)
         if args.compare:
             b.compare(groups, os.path.abspath(args.compare), args.rounds)

@@ -161,6 +161,69 @@ class CheckpointRows:
         self.b.umount(one_mp, one_p)
         self.b.umount(mp, p)
 
+    def direct_io(self):
+        """-o direct_io against the default, side by side: the first read
+        (B, C), and what it costs a re-read (the mount's page cache is not
+        used, so every read goes to the daemon)."""
+        mp, p = self.b.mount_stfs(self.model)
+        one_mp, one_p = self.b.mount_stfs(self.one)
+        files = self.files(mp)
+
+        def cold(fn):
+            def run():
+                self.drop()
+                return self.timed(fn)
+            return run
+
+        def cold_dio():
+            # A mount of its own per run: with source_cache=keep (implied)
+            # the daemon's mapping holds the pages it served, which
+            # drop_caches leaves alone.
+            dmp, dp = self.b.mount_stfs(self.model, "-o", "direct_io")
+            try:
+                self.drop()
+                return self.timed(lambda: read_files(self.files(dmp)))
+            finally:
+                self.b.umount(dmp, dp)
+
+        self.report("B with -o direct_io: local, caches dropped, 1 reader: stfs -o direct_io / "
+                    "native whole-file read", "stfs -o direct_io", "native file",
+                    self.pairs_of(cold_dio, cold(lambda: read_whole(self.model))))
+        self.report("checkpoint, caches dropped: stfs -o direct_io / stfs", "stfs -o direct_io",
+                    "stfs", self.pairs_of(cold_dio, cold(lambda: read_files(files))))
+
+        def warm_then(fn, source):
+            def run():
+                self.drop()
+                self.warm(source)
+                return self.timed(fn)
+            return run
+
+        dmp, dp = self.b.mount_stfs(self.model, "-o", "direct_io")
+        done_mp, done_p = self.b.mount_stfs(self.one, "-o", "direct_io")
+        dfiles = self.files(dmp)
+        self.report("checkpoint, source warm: stfs -o direct_io / stfs", "stfs -o direct_io",
+                    "stfs", self.pairs_of(warm_then(lambda: read_files(dfiles), self.model),
+                                          warm_then(lambda: read_files(files), self.model)))
+        self.report("C with -o direct_io: source warm, 291 tensors / one tensor, both "
+                    "-o direct_io", "stfs -o direct_io, 291 tensors", "one tensor",
+                    self.pairs_of(warm_then(lambda: read_files(dfiles), self.model),
+                                  warm_then(lambda: read_whole(os.path.join(done_mp, "all")),
+                                            self.one)))
+
+        def reread(path):
+            def run():
+                read_whole(path)  # the first read: both caches warm after it
+                return self.timed(lambda: read_whole(path))
+            return run
+
+        self.report("re-read of one tensor (0.9 GB), everything warm: stfs -o direct_io / stfs",
+                    "stfs -o direct_io", "stfs",
+                    self.pairs_of(reread(os.path.join(done_mp, "all")),
+                                  reread(os.path.join(one_mp, "all"))))
+        for m in ((done_mp, done_p), (one_mp, one_p), (dmp, dp), (mp, p)):
+            self.b.umount(*m)
+
     def scaling(self, label="local", lower_argv=None):
         """1, 2 and 4 readers over distinct tensors, caches dropped, locally
         or with the model on a FUSE source (`lower_argv` mounts it)."""
@@ -237,6 +300,7 @@ class CheckpointRows:
 
     def run(self):
         self.local()
+        self.direct_io()
         self.scaling()
         self.squashfuse(False, "A. checkpoint over squashfuse_ll (uncompressed image)")
         self.squashfuse(True, "A'. 20 tensors of 4 MiB over squashfuse_ll (default image)",
