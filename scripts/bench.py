@@ -730,7 +730,7 @@ def main():
     ap.add_argument("--only", default=None,
                     help="comma-separated rows to run: sequential,random,parallel,memory,"
                          "header,footprint,pairs,cold,squashfuse,packed,packedscale,"
-                         "checkpoint,directio")
+                         "checkpoint,directio,squashfuse_dio")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
@@ -764,9 +764,12 @@ def main():
                         ("checkpoint",
                          lambda: CheckpointRows(b, timed, drop_caches, warm, sh).run()),
                         ("directio",
-                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).direct_io())):
+                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).direct_io()),
+                        ("squashfuse_dio",
+                         lambda: CheckpointRows(b, timed, drop_caches, warm, sh).over_squashfuse(
+                             ("-o", "direct_io")))):
             # The checkpoint rows include the direct_io ones.
-            if want(row) and not (row == "directio" and want("checkpoint")):
+            if want(row) and not (row in ("directio", "squashfuse_dio") and want("checkpoint")):
                 groups.append(fn)
         if args.compare:
             b.compare(groups, os.path.abspath(args.compare), args.rounds)
