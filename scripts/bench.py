@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -734,6 +735,9 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
+    # A SIGTERM (a CI timeout, kill) unwinds like ^C: the finally below
+    # unmounts what the bench mounted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = tempfile.mkdtemp(prefix="stfs-bench-", dir=args.work or "/var/tmp")
     b = Bench(args.stfs, args.runs, work)
     b.baseline = os.path.abspath(args.baseline) if args.baseline else None

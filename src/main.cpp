@@ -157,7 +157,9 @@ int main(int argc, char** argv) {
         std::fputs(stfs::mount_options_help().data(), stdout);
         std::fputs(kExitCodes, stdout);
         return 0;
-      case 'V': std::printf("stfs %s (libfuse %s)\n", STFS_VERSION, stfs::libfuse_version()); return 0;
+      case 'V':
+        std::printf("stfs %s (libfuse %s)\n", STFS_VERSION, stfs::libfuse_version());
+        return 0;
       case 'v': mo.verbose = true; break;
       case 'f': mo.foreground = true; break;
       case 'd': mo.debug = mo.foreground = true; break;

@@ -173,7 +173,8 @@ class DirectIo(unittest.TestCase):
     def test_shared_mappings_follow_libfuse(self):
         import errno
         import mmap
-        with Mount(self.src, "-o", "direct_io") as mnt:
+        # -v: the line saying mappings work is at info level.
+        with Mount(self.src, "-v", "-o", "direct_io") as mnt:
             # The JSON files are never direct_io: mappable everywhere.
             with open(os.path.join(mnt.path, "__header__.json"), "rb") as f:
                 m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)

@@ -38,7 +38,8 @@ struct MountOptions {
   // -o direct_io: files served from sources bypass the mount's page cache;
   // each READ is copied straight into the reader's buffer (one copy, not
   // two). Faster first reads, slower re-reads, and shared mappings need
-  // libfuse >= 3.16 (README "Reading once: direct_io").
+  // libfuse >= 3.16 (README's option table; DECISIONS.md says why it is off
+  // by default).
   bool direct_io = false;
   // -o poll=SECONDS: how often a folder source is compared for changes
   // (0: never). Unset: 5 s on network and FUSE filesystems, where inotify
