@@ -126,36 +126,38 @@ class CheckpointRows:
         self.b.row("ratio", ratio, "x", target=None if target is None else ">=%.1fx" % target,
                    ok=ok)
 
+    def cold(self, fn):
+        """A run of `fn` timed after the page cache is dropped."""
+        def run():
+            self.drop()
+            return self.timed(fn)
+        return run
+
+    def warm_then(self, fn, source):
+        """A run of `fn` timed with only `source` in the page cache."""
+        def run():
+            self.drop()
+            self.warm(source)
+            return self.timed(fn)
+        return run
+
     def local(self):
         """B: caches dropped; C: source warm, against one tensor of the same size."""
         mp, p = self.b.mount_stfs(self.model)
         one_mp, one_p = self.b.mount_stfs(self.one)
         files = self.files(mp)
 
-        def cold(fn):
-            def run():
-                self.drop()
-                return self.timed(fn)
-            return run
-
         for threads in (1, 4):
             self.report("B. checkpoint, local, caches dropped, %d reader(s): stfs / native "
                         "whole-file read" % threads, "stfs, tensor by tensor", "native file",
-                        self.pairs_of(cold(lambda: read_files(files, threads)),
-                                      cold(lambda: read_whole(self.model))),
+                        self.pairs_of(self.cold(lambda: read_files(files, threads)),
+                                      self.cold(lambda: read_whole(self.model))),
                         target=0.8 if threads == 1 else None)
-
-        def warm_then(fn, source):
-            def run():
-                self.drop()
-                self.warm(source)
-                return self.timed(fn)
-            return run
 
         self.report("C. checkpoint, local, source warm: stfs tensor by tensor / one tensor "
                     "of the same size through stfs", "stfs, 291 tensors", "stfs, one tensor",
-                    self.pairs_of(warm_then(lambda: read_files(files), self.model),
-                                  warm_then(lambda: read_whole(os.path.join(one_mp, "all")),
+                    self.pairs_of(self.warm_then(lambda: read_files(files), self.model),
+                                  self.warm_then(lambda: read_whole(os.path.join(one_mp, "all")),
                                             self.one)),
                     target=0.8)
         self.b.umount(one_mp, one_p)
@@ -168,12 +170,6 @@ class CheckpointRows:
         mp, p = self.b.mount_stfs(self.model)
         one_mp, one_p = self.b.mount_stfs(self.one)
         files = self.files(mp)
-
-        def cold(fn):
-            def run():
-                self.drop()
-                return self.timed(fn)
-            return run
 
         def cold_dio():
             # A mount of its own per run: with source_cache=keep (implied)
@@ -188,27 +184,20 @@ class CheckpointRows:
 
         self.report("B with -o direct_io: local, caches dropped, 1 reader: stfs -o direct_io / "
                     "native whole-file read", "stfs -o direct_io", "native file",
-                    self.pairs_of(cold_dio, cold(lambda: read_whole(self.model))))
+                    self.pairs_of(cold_dio, self.cold(lambda: read_whole(self.model))))
         self.report("checkpoint, caches dropped: stfs -o direct_io / stfs", "stfs -o direct_io",
-                    "stfs", self.pairs_of(cold_dio, cold(lambda: read_files(files))))
-
-        def warm_then(fn, source):
-            def run():
-                self.drop()
-                self.warm(source)
-                return self.timed(fn)
-            return run
+                    "stfs", self.pairs_of(cold_dio, self.cold(lambda: read_files(files))))
 
         dmp, dp = self.b.mount_stfs(self.model, "-o", "direct_io")
         done_mp, done_p = self.b.mount_stfs(self.one, "-o", "direct_io")
         dfiles = self.files(dmp)
         self.report("checkpoint, source warm: stfs -o direct_io / stfs", "stfs -o direct_io",
-                    "stfs", self.pairs_of(warm_then(lambda: read_files(dfiles), self.model),
-                                          warm_then(lambda: read_files(files), self.model)))
+                    "stfs", self.pairs_of(self.warm_then(lambda: read_files(dfiles), self.model),
+                                          self.warm_then(lambda: read_files(files), self.model)))
         self.report("C with -o direct_io: source warm, 291 tensors / one tensor, both "
                     "-o direct_io", "stfs -o direct_io, 291 tensors", "one tensor",
-                    self.pairs_of(warm_then(lambda: read_files(dfiles), self.model),
-                                  warm_then(lambda: read_whole(os.path.join(done_mp, "all")),
+                    self.pairs_of(self.warm_then(lambda: read_files(dfiles), self.model),
+                                  self.warm_then(lambda: read_whole(os.path.join(done_mp, "all")),
                                             self.one)))
 
         def reread(path):
