@@ -289,11 +289,12 @@ class CheckpointRows:
             os.rmdir(tree)
 
     def over_squashfuse(self, opts=()):
+        """A and A', stfs mounted with `opts`."""
+        with_opts = " with " + " ".join(opts) if opts else ""
         self.squashfuse(False, "A. checkpoint over squashfuse_ll (uncompressed image)" +
-                        (" with " + " ".join(opts) if opts else ""), opts=opts)
+                        with_opts, opts=opts)
         self.squashfuse(True, "A'. 20 tensors of 4 MiB over squashfuse_ll (default image)" +
-                        (" with " + " ".join(opts) if opts else ""),
-                        tensors=[("t%d" % i, 4 * MiB) for i in range(20)], opts=opts)
+                        with_opts, tensors=[("t%d" % i, 4 * MiB) for i in range(20)], opts=opts)
 
     def run(self):
         self.local()

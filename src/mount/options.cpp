@@ -170,7 +170,9 @@ unsigned fuse_max_read(const MountOptions& opts) {
   unsigned v = 0;
   for (const std::string& o : opts.fuse_options) {
     // The last one given, its leading digits, as libfuse reads it ("%u").
-    if (o.starts_with("max_read=")) v = static_cast<unsigned>(std::strtoul(o.c_str() + 9, nullptr, 10));
+    if (o.starts_with("max_read=")) {
+      v = static_cast<unsigned>(std::strtoul(o.c_str() + 9, nullptr, 10));
+    }
   }
   return v;
 }
