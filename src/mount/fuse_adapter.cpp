@@ -23,6 +23,7 @@
 #include "stfs/mount/fuse_session.hpp"
 #include "stfs/mount/session_state.hpp"
 #include "stfs/mount/stop_signals.hpp"
+#include "stfs/source/splice_pipe.hpp"
 
 namespace stfs {
 namespace {
@@ -75,6 +76,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  // Source bytes reach the kernel by splice (splice_pipe.hpp): no READ
+  // larger than the pipes hold. max_write bounds the kernel's requests
+  // (max_pages) and nothing else here: nothing is written.
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) {
+    conn->want |= FUSE_CAP_SPLICE_WRITE;
+    const std::size_t largest = SplicePipe::largest_request();
+    if (largest > 0 && largest < conn->max_write) conn->max_write = static_cast<unsigned>(largest);
+  }
   // libfuse ends the session if init() leaves max_read other than -o said.
   if (const unsigned max_read = fuse_max_read(*c->opts)) conn->max_read = max_read;
   if (c->opts->direct_io) {
@@ -91,9 +100,10 @@ void op_init(void* userdata, fuse_conn_info* conn) {
       spdlog::info("{}: direct_io; shared mappings are served from the page cache",
                    c->opts->mountpoint);
     } else {
-      spdlog::warn("{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
-                   "cannot ask the kernel for them; 3.16 can)",
-                   c->opts->mountpoint, fuse_pkgversion());
+      spdlog::warn(
+          "{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
+          "cannot ask the kernel for them; 3.16 can)",
+          c->opts->mountpoint, fuse_pkgversion());
     }
   }
   if (c->on_ready) c->on_ready();
@@ -169,6 +179,16 @@ void read_failed(fuse_req_t req, const ReadError& e) {
 void serve_read(fuse_req_t req, const Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
   auto reply = fs.read(ino, static_cast<std::uint64_t>(off), size);
   if (!reply) return read_failed(req, reply.error());
+  if (const int pipe = reply->pipe_fd(); pipe >= 0) {
+    // libfuse splices the pipe's pages into the reply (FUSE_CAP_SPLICE_WRITE),
+    // or reads them into memory if it cannot.
+    fuse_bufvec bytes = FUSE_BUFVEC_INIT(reply->size());
+    bytes.buf[0].flags = FUSE_BUF_IS_FD;
+    bytes.buf[0].fd = pipe;
+    const int sent = fuse_reply_data(req, &bytes, fuse_buf_copy_flags{});
+    if (auto message = reply->complete(sent)) ctx(req).log_failure_once(*message);
+    return;
+  }
   const std::span<const iovec> pieces = reply->pieces();
   // One piece goes as a buffer: fuse_reply_iov allocates a copy of the
   // vector per call.
@@ -408,8 +428,8 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
       return 3;
     }
   }
-  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
-                          g.se);
+  if (auto r =
+          stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); }, g.se);
       !r) {
     spdlog::error("{}", r.error().message);
     return 3;

@@ -117,7 +117,8 @@ void Model::open_direct() {
 }
 
 const char* Model::read_path_name() const {
-  if (read_path_ == ReadPath::kMmap) return "a shared mapping";
+  // Large reads are spliced through the descriptor (read_reply.cpp).
+  if (read_path_ == ReadPath::kMmap) return "splice and a shared mapping";
   return reads_direct() ? "pread (O_DIRECT)" : "pread";
 }
 

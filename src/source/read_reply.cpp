@@ -7,6 +7,7 @@
 
 #include "stfs/format/convert.hpp"
 #include "stfs/source/model.hpp"
+#include "stfs/source/splice_pipe.hpp"
 
 namespace stfs {
 namespace {
@@ -81,6 +82,21 @@ Result<void, ReadError> ReadReply::finish() {
       // (Model::read) rather than let a fault read a window ahead for it.
       p.how = How::kPreadRandom;
     }
+    if (p.how == How::kMapped && parts_.size() == 1 && p.size > kSmallRead) {
+      // One large range, most likely a sequential reader's: through the
+      // source's own read path into a pipe (splice_pipe.hpp). A pipe too
+      // small for it (EAGAIN) leaves it to the mapping.
+      SplicePipe* pipe = SplicePipe::for_this_thread();
+      if (pipe && pipe->fits(p.offset, p.size)) {
+        auto r = pipe->fill(p.src->fd(), p.offset, p.size);
+        if (r) {
+          p.how = How::kSpliced;
+          pipe_ = pipe;
+          return {};
+        }
+        if (r.error().errnum != EAGAIN) return unexpected(source_error(*p.src, r.error()));
+      }
+    }
     if (p.how != How::kMapped) need += p.size;
   }
   char* buf = need > 0 ? scratch(need) : nullptr;
@@ -104,7 +120,7 @@ Result<void, ReadError> ReadReply::finish() {
         used += p.size;
         break;
       case How::kConverted:  // never among parts finish() lays out
-        break;
+      case How::kSpliced: break;
       case How::kMapped:
         // Map these bytes first in drop mode, with forward-only readahead:
         // a default page fault reads around itself, half a window behind
@@ -126,7 +142,8 @@ Result<void, ReadError> ReadReply::converted(const Model& src, const F32Decoder&
   if (size == 0) return {};
   // The whole blocks that hold the floats asked for.
   const std::uint64_t out_block = std::uint64_t{dec.block} * 4;
-  const std::uint64_t first = offset / out_block, last = (offset + size + out_block - 1) / out_block;
+  const std::uint64_t first = offset / out_block,
+                      last = (offset + size + out_block - 1) / out_block;
   const auto blocks = static_cast<std::size_t>(last - first);
   std::string raw(blocks * dec.block_bytes, '\0');
   if (auto r = src.read(raw.data(), raw.size(), begin + first * dec.block_bytes); !r) {
@@ -144,7 +161,10 @@ Result<void, ReadError> ReadReply::converted(const Model& src, const F32Decoder&
   return {};
 }
 
+int ReadReply::pipe_fd() const { return pipe_ ? pipe_->read_end() : -1; }
+
 std::optional<std::string> ReadReply::complete(int sent) const {
+  if (pipe_) pipe_->settle();
   if (sent == 0) {
     // The mount's page cache holds these bytes now: the source's own copy
     // goes (Model::release_served).

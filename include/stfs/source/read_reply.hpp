@@ -3,8 +3,10 @@
 // The namespace says which bytes a READ covers (memory, source ranges);
 // this is where the source layer decides how they reach the reply, and
 // every choice of the source cache lives here and nowhere else:
-//  - from the source's mapping (no copy) or through pread into a buffer
-//    (pread sources, O_DIRECT on FUSE sources, small reads in drop mode);
+//  - spliced from the source's page cache into a pipe (one large range of
+//    a local source: splice_pipe.hpp), from the source's mapping (no copy)
+//    or through pread into a buffer (pread sources, O_DIRECT on FUSE
+//    sources, small reads in drop mode);
 //  - populating the mapping before the kernel copies from it (drop mode);
 //  - gathering into one buffer when the pieces exceed what one vectored
 //    reply may carry;
@@ -30,6 +32,7 @@
 namespace stfs {
 
 class Model;
+class SplicePipe;
 
 // Why a READ failed and what the mount does about it.
 struct ReadError {
@@ -61,6 +64,9 @@ class ReadReply {
   // (fuse_reply_iov). Pieces point into memory, a source mapping, or this
   // thread's read buffer: send them on this thread, before the next READ.
   std::span<const iovec> pieces() const { return iov_.span(); }
+  // Or the reply's size() bytes wait in this pipe, to be spliced into the
+  // reply on this thread; -1 if they are in pieces().
+  int pipe_fd() const;
   std::size_t size() const { return size_; }
 
   // After the send: `sent` is the send's result (0, or -errno). Releases
@@ -72,7 +78,7 @@ class ReadReply {
  private:
   // kConverted: the source range a converted piece was read from, released
   // like the others once sent.
-  enum class How : std::uint8_t { kMemory, kMapped, kPread, kPreadRandom, kConverted };
+  enum class How : std::uint8_t { kMemory, kMapped, kPread, kPreadRandom, kConverted, kSpliced };
   struct Part {
     const char* data = nullptr;  // kMemory
     const Model* src = nullptr;  // else: `size` source bytes at `offset`
@@ -86,6 +92,7 @@ class ReadReply {
   InlineVec<Part, 2> parts_;
   InlineVec<iovec, 2> iov_;
   std::size_t size_ = 0;
+  SplicePipe* pipe_ = nullptr;  // the bytes are in it (kSpliced)
 };
 
 }  // namespace stfs

@@ -16,8 +16,20 @@ namespace {
 using test::pattern_bytes;
 using test::TempDir;
 
+// What the reply sends: its pieces, or what waits in its pipe (read out,
+// as the send would).
 std::string bytes(const ReadReply& r) {
   std::string out;
+  if (r.pipe_fd() >= 0) {
+    out.resize(r.size());
+    std::size_t got = 0;
+    while (got < out.size()) {
+      const ssize_t n = ::read(r.pipe_fd(), out.data() + got, out.size() - got);
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    out.resize(got);
+  }
   for (const iovec& v : r.pieces()) out.append(static_cast<const char*>(v.iov_base), v.iov_len);
   EXPECT_EQ(out.size(), r.size());
   return out;
@@ -69,13 +81,59 @@ TEST_F(ReadReplyTest, DropModeReadsSmallRequestsWithPread) {
   ASSERT_EQ(small.pieces().size(), 1u);
   EXPECT_FALSE(in_mapping(m, small.pieces()[0]));
   EXPECT_EQ(bytes(small), data_.substr(0, 64 << 10));
-  // Past the small-read size, the kernel copies from the mapping.
+  // Past the small-read size, spliced from the page cache.
   ReadReply large;
   large.add_source(m, start(m), (64 << 10) + 1);
   ASSERT_TRUE(large.finish());
-  EXPECT_TRUE(in_mapping(m, large.pieces()[0]));
+  EXPECT_TRUE(large.pieces().empty());
+  EXPECT_GE(large.pipe_fd(), 0);
   EXPECT_EQ(bytes(large), data_.substr(0, (64 << 10) + 1));
   EXPECT_FALSE(large.complete(0));
+}
+
+TEST_F(ReadReplyTest, LargeRangesAreSplicedInEitherMode) {
+  for (bool drop : {false, true}) {
+    Model m = open({ReadPath::kMmap, drop});
+    // Unaligned, and more than one pipe's worth over the loop.
+    for (std::uint64_t off : {std::uint64_t{0}, std::uint64_t{4095}, std::uint64_t{77777}}) {
+      const std::size_t size = data_.size() - off;
+      ReadReply r;
+      r.add_source(m, start(m) + off, size);
+      ASSERT_TRUE(r.finish());
+      ASSERT_GE(r.pipe_fd(), 0);
+      EXPECT_EQ(r.size(), size);
+      EXPECT_EQ(bytes(r), data_.substr(off, size)) << "drop " << drop << " at " << off;
+      EXPECT_FALSE(r.complete(0));
+    }
+  }
+}
+
+TEST_F(ReadReplyTest, BytesAFailedSendLeftAreNeverSentLater) {
+  Model m = open({ReadPath::kMmap, false});
+  ReadReply failed;
+  failed.add_source(m, start(m), 100 << 10);
+  ASSERT_TRUE(failed.finish());
+  ASSERT_GE(failed.pipe_fd(), 0);
+  // The send failed (the request was interrupted): nothing was read.
+  EXPECT_FALSE(failed.complete(-ENOENT));
+  ReadReply next;
+  next.add_source(m, start(m) + 1000, 90 << 10);
+  ASSERT_TRUE(next.finish());
+  EXPECT_EQ(bytes(next), data_.substr(1000, 90 << 10));
+  EXPECT_FALSE(next.complete(0));
+}
+
+TEST_F(ReadReplyTest, AMappedSourceWithAHeaderPieceStaysMapped) {
+  // Two parts (an NPY header and the bytes): pieces, from the mapping.
+  Model m = open({ReadPath::kMmap, false});
+  ReadReply r;
+  r.add_memory("head", 4);
+  r.add_source(m, start(m), 128 << 10);
+  ASSERT_TRUE(r.finish());
+  EXPECT_LT(r.pipe_fd(), 0);
+  ASSERT_EQ(r.pieces().size(), 2u);
+  EXPECT_TRUE(in_mapping(m, r.pieces()[1]));
+  EXPECT_EQ(bytes(r), "head" + data_.substr(0, 128 << 10));
 }
 
 TEST_F(ReadReplyTest, PreadSourcesAreReadIntoTheBuffer) {
@@ -141,7 +199,7 @@ TEST_F(ReadReplyTest, PreadOfAShrunkSourceFails) {
 TEST_F(ReadReplyTest, EfaultFromTheMappingMarksTheSource) {
   Model m = open({ReadPath::kMmap, false});
   ReadReply r;
-  r.add_source(m, start(m), 128 << 10);
+  r.add_source(m, start(m), 64 << 10);  // small enough for the mapping
   ASSERT_TRUE(r.finish());
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(start(m) + 4096)), 0);
   auto message = r.complete(-EFAULT);
