@@ -37,7 +37,8 @@ def checkpoint_shape(layers=32):
 
 
 def write_model(path, shape):
-    """A safetensors file of `shape` with random bytes; returns the
+    """A safetensors file of `shape` with random bytes (kept if `path`
+    exists: an earlier group of a --compare run wrote it); returns the
     [(name, absolute offset, size)] in header order."""
     header, off = {}, 0
     for name, size in shape:
@@ -46,10 +47,11 @@ def write_model(path, shape):
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     start = 8 + len(text)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text)
-        for _, size in shape:
-            f.write(os.urandom(size))
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text)
+            for _, size in shape:
+                f.write(os.urandom(size))
     out, off = [], start
     for name, size in shape:
         out.append((name, off, size))
@@ -92,7 +94,7 @@ class CheckpointRows:
         self.sh = sh
         self.pairs = pairs
         work = os.path.join(bench.work, "cp")
-        os.mkdir(work)
+        os.makedirs(work, exist_ok=True)
         self.model = os.path.join(work, "checkpoint.safetensors")
         self.tensors = write_model(self.model, checkpoint_shape())
         self.total = sum(s for _, _, s in self.tensors)

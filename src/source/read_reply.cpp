@@ -84,8 +84,7 @@ Result<void, ReadError> ReadReply::finish() {
     }
     if (p.how == How::kMapped && parts_.size() == 1 && p.size > kSmallRead) {
       // One large range, most likely a sequential reader's: through the
-      // source's own read path into a pipe (splice_pipe.hpp). A pipe too
-      // small for it (EAGAIN) leaves it to the mapping.
+      // source's own read path into a pipe (splice_pipe.hpp).
       SplicePipe* pipe = SplicePipe::for_this_thread();
       if (pipe && pipe->fits(p.offset, p.size)) {
         auto r = pipe->fill(p.src->fd(), p.offset, p.size);
@@ -94,7 +93,13 @@ Result<void, ReadError> ReadReply::finish() {
           pipe_ = pipe;
           return {};
         }
-        if (r.error().errnum != EAGAIN) return unexpected(source_error(*p.src, r.error()));
+        // What says splice cannot do it (a full pipe, a filesystem
+        // without splice_read) leaves it to the mapping; a read error is
+        // the source's.
+        const int e = r.error().errnum;
+        if (e != EAGAIN && e != EINVAL && e != ENOSYS && e != EOPNOTSUPP && e != EPERM) {
+          return unexpected(source_error(*p.src, r.error()));
+        }
       }
     }
     if (p.how != How::kMapped) need += p.size;
