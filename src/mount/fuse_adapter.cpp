@@ -100,10 +100,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
       spdlog::info("{}: direct_io; shared mappings are served from the page cache",
                    c->opts->mountpoint);
     } else {
-      spdlog::warn(
-          "{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
-          "cannot ask the kernel for them; 3.16 can)",
-          c->opts->mountpoint, fuse_pkgversion());
+      spdlog::warn("{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
+                   "cannot ask the kernel for them; 3.16 can)",
+                   c->opts->mountpoint, fuse_pkgversion());
     }
   }
   if (c->on_ready) c->on_ready();
@@ -179,21 +178,16 @@ void read_failed(fuse_req_t req, const ReadError& e) {
 void serve_read(fuse_req_t req, const Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
   auto reply = fs.read(ino, static_cast<std::uint64_t>(off), size);
   if (!reply) return read_failed(req, reply.error());
-  if (const int pipe = reply->pipe_fd(); pipe >= 0) {
-    // libfuse splices the pipe's pages into the reply (FUSE_CAP_SPLICE_WRITE),
-    // or reads them into memory if it cannot.
-    fuse_bufvec bytes = FUSE_BUFVEC_INIT(reply->size());
-    bytes.buf[0].flags = FUSE_BUF_IS_FD;
-    bytes.buf[0].fd = pipe;
-    const int sent = fuse_reply_data(req, &bytes, fuse_buf_copy_flags{});
-    if (auto message = reply->complete(sent)) ctx(req).log_failure_once(*message);
-    return;
-  }
   const std::span<const iovec> pieces = reply->pieces();
-  // One piece goes as a buffer: fuse_reply_iov allocates a copy of the
-  // vector per call.
+  fuse_bufvec piped = FUSE_BUFVEC_INIT(reply->size());
+  piped.buf[0].flags = FUSE_BUF_IS_FD;
+  piped.buf[0].fd = reply->pipe_fd();
+  // The pipe: libfuse splices its pages into the reply (or reads them, if
+  // it cannot). One piece goes as a buffer: fuse_reply_iov allocates a
+  // copy of the vector per call.
   const int sent =
-      pieces.size() > 1 ? fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()))
+      piped.buf[0].fd >= 0 ? fuse_reply_data(req, &piped, fuse_buf_copy_flags{})
+      : pieces.size() > 1  ? fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()))
       : pieces.empty()
           ? fuse_reply_buf(req, nullptr, 0)
           : fuse_reply_buf(req, static_cast<const char*>(pieces[0].iov_base), pieces[0].iov_len);
@@ -428,8 +422,8 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
       return 3;
     }
   }
-  if (auto r =
-          stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); }, g.se);
+  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
+                          g.se);
       !r) {
     spdlog::error("{}", r.error().message);
     return 3;
