@@ -69,13 +69,11 @@ Result<void> SplicePipe::fill(int fd, std::uint64_t offset, std::size_t size) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    const int e = n == 0 ? EIO : errno;
+    const int e = errno;  // before reset() makes a new pipe
     reset();
-    if (n == 0) {
-      return unexpected(Error{EIO, "it ends at " + std::to_string(static_cast<std::uint64_t>(pos)) +
-                                       ", before byte " + std::to_string(offset + size)});
-    }
-    return unexpected(Error{e, std::strerror(e)});
+    if (n < 0) return unexpected(Error{e, std::strerror(e)});
+    return unexpected(Error{EIO, "it ends at " + std::to_string(static_cast<std::uint64_t>(pos)) +
+                                     ", before byte " + std::to_string(offset + size)});
   }
   return {};
 }
