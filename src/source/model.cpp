@@ -9,27 +9,35 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "stfs/format/formats.hpp"
 #include "stfs/format/gguf.hpp"
 
 namespace stfs {
 
-Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
+Result<std::size_t> pread_upto(int fd, void* buf, std::size_t len, std::uint64_t off) {
   auto* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
+  std::size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       int e = errno;
       return unexpected(Error{e, std::strerror(e)});
     }
-    if (n == 0) return unexpected(Error{EIO, "file shrank while being read"});
-    p += n;
-    len -= static_cast<std::size_t>(n);
-    off += static_cast<std::uint64_t>(n);
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
   }
+  return done;
+}
+
+Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off) {
+  auto n = pread_upto(fd, buf, len, off);
+  if (!n) return unexpected(n.error());
+  if (*n < len) return unexpected(Error{EIO, "file shrank while being read"});
   return {};
 }
 
@@ -113,6 +121,7 @@ void Model::open_direct() {
   if (::fstatfs(fd_.get(), &sf) != 0 || static_cast<unsigned long>(sf.f_type) != 0x65735546UL) {
     return;
   }
+  fuse_ = true;
   direct_fd_ = reopen(fd_.get(), st_, O_DIRECT);  // if refused: buffered reads only
 }
 
@@ -138,7 +147,7 @@ Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off, bool ran
     if (s.random_fd.valid()) return pread_full(s.random_fd.get(), buf, len, off);
   }
   if (reads_direct()) {
-    auto r = pread_full(direct_fd_.get(), buf, len, off);
+    auto r = read_below(direct_fd_.get(), buf, len, off);
     if (r || r.error().errnum != EINVAL) return r;
     // The daemon below passed O_DIRECT on to a filesystem that wants
     // aligned I/O (a passthrough over ext4 or XFS): buffered reads from
@@ -148,7 +157,40 @@ Result<void> Model::read(void* buf, std::size_t len, std::uint64_t off, bool ran
                    path_, r.error().message);
     }
   }
-  return pread_full(fd_.get(), buf, len, off);
+  return read_below(fd_.get(), buf, len, off);
+}
+
+namespace {
+// How long an early end of a FUSE source is retried (read_below), and how
+// often: past the attribute cache time of FUSE daemons' defaults (1 s for
+// libfuse, bindfs, sshfs and rclone).
+constexpr auto kLowerSizeWait = std::chrono::seconds(2);
+constexpr auto kLowerSizeStep = std::chrono::milliseconds(50);
+}  // namespace
+
+// A FUSE daemon that names files by path (bindfs, sshfs, rclone: libfuse's
+// high-level API) gives a file replaced below it the kernel inode of the
+// one we hold open. A stat of the path then sets that inode's size to the
+// new file's, and the kernel ends our reads of the old file there, O_DIRECT
+// ones too, until the cached size expires and a read asks again through
+// our own handle, which answers for the old file. So on a FUSE source an
+// early end is read again for a while before it counts as a truncation: a
+// reader of the replaced file waits up to a second instead of getting EIO.
+Result<void> Model::read_below(int fd, void* buf, std::size_t len, std::uint64_t off) const {
+  auto* p = static_cast<char*>(buf);
+  const auto deadline = std::chrono::steady_clock::now() + kLowerSizeWait;
+  while (true) {
+    auto n = pread_upto(fd, p, len, off);
+    if (!n) return unexpected(n.error());
+    p += *n;
+    len -= *n;
+    off += *n;
+    if (len == 0) return {};
+    if (!fuse_ || std::chrono::steady_clock::now() >= deadline) {
+      return unexpected(Error{EIO, "file shrank while being read"});
+    }
+    std::this_thread::sleep_for(kLowerSizeStep);
+  }
 }
 
 void Model::shrink_intact(std::uint64_t now) const {

@@ -346,12 +346,44 @@ class SharedStorage(unittest.TestCase):
                 self.assertEqual(sorted(os.listdir(mnt.path)),
                                  ["__header__.json", "__metadata__.json", "t0", "t9"])
                 self.assertEqual(read(os.path.join(mnt.path, "t9")), b"hi")
-                # The reader that opened the old file goes on reading it, whole.
+                # The reader that opened the old file goes on reading it, whole,
+                # from the daemon rather than from the pages the kernel kept:
+                # also after a stat of the path below, which gives bindfs's
+                # one inode for the path the new file's size (past its 1 s
+                # attribute cache time, so the stat asks bindfs).
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                time.sleep(1.2)
+                self.assertEqual(os.stat(src).st_size, os.stat(os.path.join(self.src, "m0.safetensors")).st_size)
                 self.assertEqual(os.pread(fd, len(old), 0), old)
                 self.assertEqual(os.fstat(fd).st_size, len(old))
             finally:
                 os.close(fd)
             self.assertIn("compared for changes every 5 s", mnt.log())
+
+    def test_folder_file_replaced_below_keeps_its_old_readers(self):
+        want = make_models(self.src, count=2)
+        lower = self.bindfs()
+        with Mount(lower.mountpoint) as mnt:  # poll defaults to 5 s on FUSE
+            path = os.path.join(mnt.path, "m1.safetensors", "t2")
+            old = want[("m1.safetensors", "t2")]
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                self.assertEqual(os.pread(fd, 4096, 0), old[:4096])
+                tmp = os.path.join(self.src, ".m1.tmp")
+                lib.write_safetensors(tmp, [("t2", "U8", [3], b"new")])
+                os.rename(tmp, os.path.join(self.src, "m1.safetensors"))
+                self.wait_for(path, b"new", time.monotonic() + 5 + 2)
+                self.assertEqual(read(path), b"new")
+                # Old pages dropped, and bindfs's inode for the path sized as
+                # the new file by a stat: the old reader still reads it all.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                time.sleep(1.2)
+                os.stat(os.path.join(lower.mountpoint, "m1.safetensors"))
+                self.assertEqual(os.pread(fd, len(old), 0), old)
+                self.assertEqual(read(os.path.join(mnt.path, "m0.safetensors", "t2")),
+                                 want[("m0.safetensors", "t2")])
+            finally:
+                os.close(fd)
 
     def test_single_file_that_vanishes_below_comes_back(self):
         make_models(self.src, count=1)

@@ -130,10 +130,14 @@ class Model {
 
  private:
   void open_direct();
+  // pread_full of our descriptor `fd`, which on a FUSE source reads an
+  // early end again for a while (model.cpp).
+  Result<void> read_below(int fd, void* buf, std::size_t len, std::uint64_t off) const;
 
   std::string path_;
   UniqueFd fd_;
   UniqueFd direct_fd_;  // the same file with O_DIRECT (FUSE sources)
+  bool fuse_ = false;   // a FUSE source (open_direct)
   struct stat st_ {};
   Header header_;
   std::string header_bytes_;
@@ -161,5 +165,8 @@ class Model {
 // pread exactly `len` bytes at `off`, retrying short reads and EINTR.
 // Fails with EIO if the file ends first.
 Result<void> pread_full(int fd, void* buf, std::size_t len, std::uint64_t off);
+// pread up to `len` bytes at `off`, retrying short reads and EINTR: fewer
+// only where the file ends.
+Result<std::size_t> pread_upto(int fd, void* buf, std::size_t len, std::uint64_t off);
 
 }  // namespace stfs
