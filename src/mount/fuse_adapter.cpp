@@ -86,6 +86,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   }
   // libfuse ends the session if init() leaves max_read other than -o said.
   if (const unsigned max_read = fuse_max_read(*c->opts)) conn->max_read = max_read;
+  if (!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) c->stateless_opens = false;
   if (c->opts->direct_io) {
     // The kernel refuses shared mappings of direct_io files (ENODEV) unless
     // asked to serve them from its page cache, which libfuse 3.16 can ask.
@@ -153,6 +154,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto fs = fs_for(req, ino);
     auto r = fs->open(ino, fi->flags);
     if (!r) return reply_error(req, r.error());
+    // ENOSYS: this open and every later one succeed in the kernel, with
+    // keep_cache, and send no message (SessionState::stateless_opens).
+    if (ctx(req).stateless_opens) return fuse_reply_err(req, ENOSYS), void();
     // The bytes behind an inode number never change (a changed file gets a
     // new number): keep the page cache across opens.
     fi->keep_cache = 1;
@@ -198,7 +202,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
-    const std::shared_ptr<Filesystem>& fs = reinterpret_cast<OpenFile*>(fi->fh)->fs;
+    const std::shared_ptr<Filesystem> fs =
+        fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_of(req);
     // The JSON files are in memory: always answered here.
     if (fs->in_memory(ino)) return serve_read(req, *fs, ino, size, off);
     // Source reads run here while few are in flight; past that they go to
@@ -261,11 +266,14 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  ctx(req).open_files.release(reinterpret_cast<OpenFile*>(fi->fh));
+  if (fi->fh) ctx(req).open_files.release(reinterpret_cast<OpenFile*>(fi->fh));
   fuse_reply_err(req, 0);
 }
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// Without OPEN there is no noflush either: ENOSYS ends FLUSH for good.
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, ctx(req).stateless_opens ? ENOSYS : 0);
+}
 void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {

@@ -450,6 +450,46 @@ class Lifecycle(unittest.TestCase):
             if foreground:
                 mnt.check_clean_exit(status)
 
+    def test_opens_of_a_file_source_send_no_message(self):
+        # A file source has one generation: the kernel is told (ENOSYS to
+        # the first OPEN, and to the first FLUSH) that opens need no
+        # message. With -o direct_io, and over a folder, every open still
+        # reaches the daemon, which sets flags or keeps a generation per open.
+        header, _, start = lib.read_header(lib.SAMPLE)
+        names = sorted(k for k in header if k != "__metadata__")
+        want = {n: lib.tensor_bytes(lib.SAMPLE, header[n], start) for n in names}
+
+        def opens_and_reads(mnt, root):
+            for _ in range(3):
+                for n in names:
+                    with open(os.path.join(root, n), "rb") as f:
+                        self.assertEqual(f.read(), want[n], n)
+            log = mnt.log()
+            return (log.count("opcode: OPEN "), log.count("opcode: FLUSH "),
+                    log.count("opcode: RELEASE "))
+
+        with Mount(lib.SAMPLE, "-o", "debug") as mnt:
+            opens, flushes, releases = opens_and_reads(mnt, mnt.path)
+            self.assertLessEqual(opens, 1, mnt.log()[-4000:])
+            self.assertLessEqual(flushes, 1)
+            self.assertEqual(releases, 0)
+            # Still read-only, and still EISDIR / ENOENT where they belong.
+            f = os.path.join(mnt.path, names[0])
+            for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC):
+                with self.assertRaises(OSError) as e:
+                    os.close(os.open(f, flags))
+                self.assertIn(e.exception.errno, (errno.EROFS, errno.EACCES))
+            with self.assertRaises(FileNotFoundError):
+                open(os.path.join(mnt.path, "no-such-tensor"), "rb")
+        with Mount(lib.SAMPLE, "-o", "debug,direct_io") as mnt:
+            opens, _, _ = opens_and_reads(mnt, mnt.path)
+            self.assertGreaterEqual(opens, 3 * len(names))
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(lib.SAMPLE, os.path.join(d, "m.safetensors"))
+            with Mount(d, "-o", "debug") as mnt:
+                opens, _, _ = opens_and_reads(mnt, os.path.join(mnt.path, "m.safetensors"))
+                self.assertGreaterEqual(opens, 3 * len(names))
+
     def test_signals_unmount_cleanly(self):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with self.subTest(sig=sig.name):

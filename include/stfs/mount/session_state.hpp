@@ -136,7 +136,8 @@ struct SessionState {
         opts(&o),
         read_ahead(o),
         held(l),
-        reads(o.single_thread ? 0 : o.threads, o.threads) {}
+        reads(o.single_thread ? 0 : o.threads, o.threads),
+        stateless_opens(!l.dynamic() && !o.direct_io) {}
 
   // Logs the first source failure of the mount, once: a reader looping on
   // EIO must not flood the log.
@@ -158,6 +159,12 @@ struct SessionState {
   HeldInodes held;
   OpenFiles open_files;
   ReadDispatch reads;
+  // Opens need no message: a file source has one generation, so a READ
+  // without a handle reads the same bytes, and without -o direct_io every
+  // file is opened alike. The kernel then skips OPEN, FLUSH and RELEASE,
+  // one round trip each per file a reader opens (FUSE_CAP_NO_OPEN_SUPPORT;
+  // off where the kernel lacks it).
+  bool stateless_opens;
 };
 
 }  // namespace stfs

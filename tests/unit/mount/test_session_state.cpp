@@ -55,6 +55,20 @@ TEST(HeldInodes, AFileSourceKeepsNothing) {
   EXPECT_EQ(held.answering(12345), live.current());
 }
 
+TEST(SessionState, OnlyAFileSourceWithoutDirectIoOpensWithoutMessages) {
+  TempDir dir;
+  dir.write("a.txt", "x");
+  auto fs = folder_fs(dir.path());
+  LiveFs fixed(fs, /*dynamic=*/false), changing(fs, /*dynamic=*/true);
+  MountOptions plain, direct;
+  direct.direct_io = true;
+  EXPECT_TRUE(SessionState(fixed, plain).stateless_opens);
+  // A folder or polled file keeps a generation per open file.
+  EXPECT_FALSE(SessionState(changing, plain).stateless_opens);
+  // direct_io is a flag of each open.
+  EXPECT_FALSE(SessionState(fixed, direct).stateless_opens);
+}
+
 TEST(OpenFiles, KeepTheirGenerationAndAreFreedAtTheEnd) {
   TempDir dir;
   dir.write("a.txt", "x");
