@@ -163,8 +163,8 @@ struct SessionState {
   // without a handle reads the same bytes, and without -o direct_io every
   // file is opened alike. The kernel then skips OPEN, FLUSH and RELEASE,
   // one round trip each per file a reader opens (FUSE_CAP_NO_OPEN_SUPPORT;
-  // off where the kernel lacks it).
-  bool stateless_opens;
+  // off where the kernel lacks it, which INIT tells on a loop thread).
+  std::atomic<bool> stateless_opens;
 };
 
 }  // namespace stfs
