@@ -41,6 +41,11 @@ std::shared_ptr<Filesystem> fs_of(fuse_req_t req) { return ctx(req).live->curren
 std::shared_ptr<Filesystem> fs_for(fuse_req_t req, fuse_ino_t ino) {
   return ctx(req).held.answering(ino);
 }
+// The generation an open file answers from: the one it was opened in, or
+// the inode's where opens send no message (SessionState::stateless_opens).
+std::shared_ptr<Filesystem> fs_opened(fuse_req_t req, fuse_ino_t ino, const fuse_file_info* fi) {
+  return fi && fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_for(req, ino);
+}
 
 // Runs `body`; if it throws, replies with an errno instead.
 template <typename Body>
@@ -97,14 +102,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
       maps = true;
     }
 #endif
-    if (maps) {
-      spdlog::info("{}: direct_io; shared mappings are served from the page cache",
-                   c->opts->mountpoint);
-    } else {
-      spdlog::warn("{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
-                   "cannot ask the kernel for them; 3.16 can)",
-                   c->opts->mountpoint, fuse_pkgversion());
-    }
+    c->log_direct_io_mappings(maps, fuse_pkgversion());
   }
   if (c->on_ready) c->on_ready();
 }
@@ -141,9 +139,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* f) {
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ctx(req).read_ahead.once();
   guarded(req, [&] {
-    // An open file answers from the generation it was opened in.
-    auto fs = fi && fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_for(req, ino);
-    auto r = fs->getattr(ino);
+    auto r = fs_opened(req, ino, fi)->getattr(ino);
     if (!r) return reply_error(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).timeout);
   });
@@ -171,17 +167,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-// A READ that failed: logged and followed up (SessionState::read_failed).
-void read_failed(fuse_req_t req, const ReadError& e) {
-  ctx(req).read_failed(e);
-  reply_error(req, Error{e.errnum, e.message});
-}
-
 // Answers one READ from generation `fs`: get the reply, send it, complete
 // it. Every choice about the source is the source layer's (read_reply.hpp).
 void serve_read(fuse_req_t req, const Filesystem& fs, fuse_ino_t ino, size_t size, off_t off) {
   auto reply = fs.read(ino, static_cast<std::uint64_t>(off), size);
-  if (!reply) return read_failed(req, reply.error());
+  if (!reply) {
+    ctx(req).read_failed(reply.error());  // logged and followed up
+    return reply_error(req, Error{reply.error().errnum, reply.error().message});
+  }
   const std::span<const iovec> pieces = reply->pieces();
   fuse_bufvec piped = FUSE_BUFVEC_INIT(reply->size());
   piped.buf[0].flags = FUSE_BUF_IS_FD;
@@ -202,8 +195,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   guarded(req, [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
-    const std::shared_ptr<Filesystem> fs =
-        fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_of(req);
+    const std::shared_ptr<Filesystem> fs = fs_opened(req, ino, fi);
     // The JSON files are in memory: always answered here.
     if (fs->in_memory(ino)) return serve_read(req, *fs, ino, size, off);
     // Source reads run here while few are in flight; past that they go to
@@ -283,7 +275,9 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   });
 }
 
-void reply_xattr(fuse_req_t req, const std::string& value, size_t size) {
+void reply_xattr(fuse_req_t req, const Result<std::string>& r, size_t size) {
+  if (!r) return reply_error(req, r.error());
+  const std::string& value = *r;
   if (size == 0) {
     fuse_reply_xattr(req, value.size());
   } else if (size < value.size()) {
@@ -294,28 +288,19 @@ void reply_xattr(fuse_req_t req, const std::string& value, size_t size) {
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  guarded(req, [&] {
-    auto r = fs_for(req, ino)->getxattr(ino, name);
-    if (!r) return reply_error(req, r.error());
-    reply_xattr(req, *r, size);
-  });
+  guarded(req, [&] { reply_xattr(req, fs_for(req, ino)->getxattr(ino, name), size); });
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  guarded(req, [&] {
-    auto r = fs_for(req, ino)->listxattr(ino);
-    if (!r) return reply_error(req, r.error());
-    reply_xattr(req, *r, size);
-  });
+  guarded(req, [&] { reply_xattr(req, fs_for(req, ino)->listxattr(ino), size); });
 }
 
 // Everything that would change the tree. With the mount "ro" the kernel
 // refuses most of these itself; these replies are the second line.
-void erofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
 // Any handler with the request first: replies EROFS, whatever else it gets.
 template <typename... Rest>
 void erofs_op(fuse_req_t req, Rest...) {
-  erofs(req);
+  fuse_reply_err(req, EROFS);
 }
 void op_readlink(fuse_req_t req, fuse_ino_t) { fuse_reply_err(req, EINVAL); }
 
@@ -387,8 +372,6 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
   Context c(live, opts);
   c.on_ready = std::move(hooks.on_ready);
   c.on_source_gone = std::move(hooks.on_source_gone);
-  // Changes appear within this time plus the watcher's settle time.
-  if (live.dynamic()) c.timeout = 1.0;
   SessionGuard g;
 
   const std::string o = kernel_mount_options(opts);
@@ -430,8 +413,8 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
       return 3;
     }
   }
-  if (auto r = stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); },
-                          g.se);
+  if (auto r =
+          stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); }, g.se);
       !r) {
     spdlog::error("{}", r.error().message);
     return 3;

@@ -92,4 +92,15 @@ void SessionState::read_failed(const ReadError& e) {
   if (e.log) log_failure_once(e.message);
 }
 
+void SessionState::log_direct_io_mappings(bool maps, const char* libfuse_version) const {
+  if (maps) {
+    spdlog::info("{}: direct_io; shared mappings are served from the page cache", opts->mountpoint);
+  } else {
+    spdlog::warn(
+        "{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
+        "cannot ask the kernel for them; 3.16 can)",
+        opts->mountpoint, libfuse_version);
+  }
+}
+
 }  // namespace stfs

@@ -130,10 +130,14 @@ struct SessionState {
   // A year: a file source's tree is immutable, so cached entries never go
   // stale.
   static constexpr double kForever = 365.0 * 24 * 3600;
+  // A folder's (or polled file's) names and attributes: changes appear
+  // within this time plus the watcher's settle time.
+  static constexpr double kChanging = 1.0;
 
   SessionState(LiveFs& l, const MountOptions& o)
       : live(&l),
         opts(&o),
+        timeout(l.dynamic() ? kChanging : kForever),
         read_ahead(o),
         held(l),
         reads(o.single_thread ? 0 : o.threads, o.threads),
@@ -146,12 +150,15 @@ struct SessionState {
   // rebuild if the source is gone or replaced (which opens what is there
   // now).
   void read_failed(const ReadError& e);
+  // -o direct_io at INIT: whether shared mappings of its files work
+  // (`maps`: the kernel serves them from its page cache), said once.
+  void log_direct_io_mappings(bool maps, const char* libfuse_version) const;
 
   LiveFs* live;
   const MountOptions* opts;
   // Forever for a file source; short for a directory source, whose names
   // and attributes change when the folder does.
-  double timeout = kForever;
+  double timeout;
   std::function<void()> on_ready{};
   std::function<void()> on_source_gone{};
   std::atomic<bool> fault_logged{false};
