@@ -128,15 +128,16 @@ class CheckpointRows:
     def files(self, mp):
         return [os.path.join(mp, name) for name, _, _ in self.tensors]
 
-    def pairs_of(self, a, b, pairs=None):
-        """Medians of `a` and `b` (GB/s) over alternating pairs, and of
-        their per-pair ratios a/b."""
+    def pairs_of(self, a, b, pairs=None, total=None):
+        """Medians of `a` and `b` (GB/s, each reading `total` bytes: the
+        model's by default) over alternating pairs, and of their per-pair
+        ratios a/b."""
         ra, rb, ratios = [], [], []
         for i in range(pairs or self.pairs):
             got = {}
             for which in (("a", "b") if i % 2 == 0 else ("b", "a")):
                 fn = a if which == "a" else b
-                got[which] = self.total / 1e9 / fn()
+                got[which] = (total or self.total) / 1e9 / fn()
             ra.append(got["a"])
             rb.append(got["b"])
             ratios.append(got["a"] / got["b"])
@@ -199,18 +200,16 @@ class CheckpointRows:
         mp, p = self.b.mount_stfs(model)
         one_mp, one_p = self.b.mount_stfs(one)
         files = [os.path.join(mp, name) for name, _, _ in tensors]
-        total = self.total
-        self.total = sum(s for _, _, s in tensors)  # pairs_of's GB/s
         try:
             self.report("C on the issue's model (74 tensors, 376 MiB), source warm: stfs tensor "
                         "by tensor / one tensor of the same size through stfs",
                         "stfs, 74 tensors", "stfs, one tensor",
                         self.pairs_of(self.warm_then(lambda: read_files(files), model),
                                       self.warm_then(lambda: read_whole(os.path.join(one_mp, "all")),
-                                                     one), pairs=self.c_pairs),
+                                                     one), pairs=self.c_pairs,
+                                      total=sum(s for _, _, s in tensors)),
                         target=0.8)
         finally:
-            self.total = total
             self.b.umount(one_mp, one_p)
             self.b.umount(mp, p)
 

@@ -175,7 +175,8 @@ constexpr auto kLowerSizeStep = std::chrono::milliseconds(50);
 // ones too, until the cached size expires and a read asks again through
 // our own handle, which answers for the old file. So on a FUSE source an
 // early end is read again for a while before it counts as a truncation: a
-// reader of the replaced file waits up to a second instead of getting EIO.
+// reader of the replaced file waits for that expiry (1 s by default)
+// instead of getting EIO.
 Result<void> Model::read_below(int fd, void* buf, std::size_t len, std::uint64_t off) const {
   auto* p = static_cast<char*>(buf);
   const auto deadline = std::chrono::steady_clock::now() + kLowerSizeWait;

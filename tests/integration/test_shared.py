@@ -317,6 +317,15 @@ class SharedStorage(unittest.TestCase):
             self.assertEqual(read(os.path.join(mnt.path, "m0.safetensors", "t0")), b"repl")
             self.assertNotEqual(old, b"repl")
 
+    def drop_pages_and_stat_below(self, fd, below):
+        """Drops the mount's cached pages of `fd`, then stats `below` (on
+        bindfs) past bindfs's 1 s attribute cache time, so that the stat
+        asks bindfs: its one inode for the path, which the old file open
+        below us shares, takes the new file's size. Returns that size."""
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        time.sleep(1.2)
+        return os.stat(below).st_size
+
     def wait_for(self, path, want, deadline):
         """Reads `path` until it gives `want` or the deadline passes."""
         while time.monotonic() < deadline:
@@ -347,13 +356,9 @@ class SharedStorage(unittest.TestCase):
                                  ["__header__.json", "__metadata__.json", "t0", "t9"])
                 self.assertEqual(read(os.path.join(mnt.path, "t9")), b"hi")
                 # The reader that opened the old file goes on reading it, whole,
-                # from the daemon rather than from the pages the kernel kept:
-                # also after a stat of the path below, which gives bindfs's
-                # one inode for the path the new file's size (past its 1 s
-                # attribute cache time, so the stat asks bindfs).
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                time.sleep(1.2)
-                self.assertEqual(os.stat(src).st_size, os.stat(os.path.join(self.src, "m0.safetensors")).st_size)
+                # from the daemon rather than from the pages the kernel kept.
+                self.assertEqual(self.drop_pages_and_stat_below(fd, src),
+                                 os.path.getsize(os.path.join(self.src, "m0.safetensors")))
                 self.assertEqual(os.pread(fd, len(old), 0), old)
                 self.assertEqual(os.fstat(fd).st_size, len(old))
             finally:
@@ -374,11 +379,10 @@ class SharedStorage(unittest.TestCase):
                 os.rename(tmp, os.path.join(self.src, "m1.safetensors"))
                 self.wait_for(path, b"new", time.monotonic() + 5 + 2)
                 self.assertEqual(read(path), b"new")
-                # Old pages dropped, and bindfs's inode for the path sized as
-                # the new file by a stat: the old reader still reads it all.
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                time.sleep(1.2)
-                os.stat(os.path.join(lower.mountpoint, "m1.safetensors"))
+                # The old reader still reads it all, from the daemon.
+                below = os.path.join(lower.mountpoint, "m1.safetensors")
+                self.assertEqual(self.drop_pages_and_stat_below(fd, below),
+                                 os.path.getsize(os.path.join(self.src, "m1.safetensors")))
                 self.assertEqual(os.pread(fd, len(old), 0), old)
                 self.assertEqual(read(os.path.join(mnt.path, "m0.safetensors", "t2")),
                                  want[("m0.safetensors", "t2")])
