@@ -9,7 +9,9 @@
 // then track which generation each inode the kernel holds came from.
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -71,6 +73,28 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
   e.attr_timeout = timeout;
   e.entry_timeout = timeout;
   return e;
+}
+
+// libfuse's loop reads the device through the poller; replies go out as
+// libfuse would send them (splice stays on: a custom io without it copies).
+ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
+  return static_cast<Context*>(userdata)->poller.read(fd, buf, len);
+}
+ssize_t device_writev(int fd, iovec* iov, int count, void*) { return ::writev(fd, iov, count); }
+ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
+                      void*) {
+  return ::splice(in, in_off, out, out_off, len, flags);
+}
+
+void route_device_reads(fuse_session* se) {
+  fuse_custom_io io{};
+  io.read = device_read;
+  io.writev = device_writev;
+  io.splice_receive = device_splice;
+  io.splice_send = device_splice;
+  if (fuse_session_custom_io(se, &io, fuse_session_fd(se)) != 0) {
+    spdlog::debug("libfuse kept its own device reads: no polling before sleep");
+  }
 }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
@@ -403,6 +427,7 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     return 3;
   }
   g.mounted = true;
+  route_device_reads(g.se);
   if (g.watcher) announce_mount(*g.watcher, opts.mountpoint);
   c.read_ahead.prepare();
   // Confined before any other thread starts: they inherit it.

@@ -59,6 +59,12 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
         if (n < 1 || n > 256) return unexpected(bad(opt, "expected 1 to 256"));
         o.threads = static_cast<unsigned>(n);
       }
+    } else if (key == "busy_poll_us") {
+      unsigned n = 0;
+      if (!has_value || !parse_number(value, n) || n > 1000000) {
+        return unexpected(bad(opt, "expected 0 to 1000000 (microseconds)"));
+      }
+      o.busy_poll_us = n;
     } else if (key == "read_ahead_kb") {
       unsigned n = 0;
       if (value == "off") {
@@ -242,6 +248,11 @@ std::string_view mount_options_help() {
          "  sandbox_read=DIR     also allow reading beneath DIR (repeatable), for links\n"
          "                       that later point outside the folders seen at mount\n"
          "  read_ahead_kb=N|off  readahead of the mount, set when root (default 1024)\n"
+         "  busy_poll_us=N       after answering, one idle thread polls the device this\n"
+         "                       many microseconds before it sleeps, so the next request\n"
+         "                       of a reader that waits on each one (an open, a small\n"
+         "                       read) is taken at once, not after a wakeup; 0: never\n"
+         "                       (default 1000; off on a one-CPU machine)\n"
          "  max_header=N         refuse headers over N bytes (default 100000000)\n"
          "  max_tensors=N        refuse headers with over N tensors (default: no cap)\n"
          "  rw                   accepted; the mount is read-only all the same\n"

@@ -115,7 +115,7 @@ class OptionOrder(unittest.TestCase):
         for opt in ("allow_other", "allow_root", "auto_unmount", "uid=N,", "umask=OOO",
                     "fsname=NAME", "npy", "tree", "packed", "f32", "originals", "threads=N",
                     "read_path=auto|mmap|pread", "source_cache=drop|keep", "poll=SECONDS",
-                    "read_ahead_kb=N|off", "max_header=N"):
+                    "read_ahead_kb=N|off", "busy_poll_us=N", "max_header=N"):
             self.assertIn(opt, starts, "--help has no line for " + opt)
 
 

@@ -417,6 +417,11 @@ class Failures(unittest.TestCase):
             r = lib.run_stfs(*args)
             self.assertEqual(r.returncode, 1, (args, r.stderr))
             self.assertIn("Try 'stfs --help'", r.stderr)
+        for value in ("busy_poll_us", "busy_poll_us=", "busy_poll_us=abc", "busy_poll_us=-1",
+                      "busy_poll_us=1000001", "busy_poll_us=1e3"):
+            r = lib.run_stfs("-o", value, lib.SAMPLE, "/tmp")
+            self.assertEqual(r.returncode, 1, (value, r.stderr))
+            self.assertIn("busy_poll_us", r.stderr)
 
 
 @lib.require_fuse
@@ -449,6 +454,63 @@ class Lifecycle(unittest.TestCase):
                 status = mnt.stop()
             if foreground:
                 mnt.check_clean_exit(status)
+
+    def test_busy_polling_is_brief_and_an_idle_mount_costs_no_cpu(self):
+        # After a request, one daemon thread polls the device for
+        # busy_poll_us, then sleeps: a user sees no CPU spent by an idle
+        # mount, and none spent polling after the window.
+        if len(os.sched_getaffinity(0)) < 2:
+            self.skipTest("polling is off with one CPU")
+
+        def threads(pid):
+            out = {}
+            for tid in os.listdir("/proc/%d/task" % pid):
+                try:
+                    with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                        out[tid] = f.read().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    pass  # a thread that ended meanwhile
+            return out
+
+        def cpu_seconds(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        header, _, start = lib.read_header(lib.SAMPLE)
+        name = sorted(k for k in header if k != "__metadata__")[0]
+        want = lib.tensor_bytes(lib.SAMPLE, header[name], start)
+        with Mount(lib.SAMPLE, "-o", "busy_poll_us=400000") as mnt:
+            pid = mnt.proc.pid
+            time.sleep(0.5)
+            self.assertNotIn("R", threads(pid).values(), "busy before any request")
+            with open(os.path.join(mnt.path, name), "rb") as f:
+                self.assertEqual(f.read(), want)
+            time.sleep(0.1)
+            self.assertEqual(list(threads(pid).values()).count("R"), 1,
+                             "one thread polls inside the window: %s" % threads(pid))
+            time.sleep(0.8)
+            self.assertNotIn("R", threads(pid).values(), "still polling after the window")
+            before = cpu_seconds(pid)
+            time.sleep(1.0)
+            self.assertLess(cpu_seconds(pid) - before, 0.05)
+        # The default: after a whole read of every file, an idle second
+        # costs nothing either.
+        with Mount(lib.SAMPLE) as mnt:
+            for n in os.listdir(mnt.path):
+                p = os.path.join(mnt.path, n)
+                if os.path.isfile(p):
+                    with open(p, "rb") as f:
+                        f.read()
+            time.sleep(0.2)
+            before = cpu_seconds(mnt.proc.pid)
+            time.sleep(1.0)
+            self.assertLess(cpu_seconds(mnt.proc.pid) - before, 0.05)
+        with Mount(lib.SAMPLE, "-o", "busy_poll_us=0") as mnt:
+            with open(os.path.join(mnt.path, name), "rb") as f:
+                self.assertEqual(f.read(), want)
+            time.sleep(0.05)
+            self.assertNotIn("R", threads(mnt.proc.pid).values())
 
     def test_opens_of_a_file_source_send_no_message(self):
         # A file source has one generation: the kernel is told (ENOSYS to

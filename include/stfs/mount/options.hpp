@@ -27,6 +27,9 @@ struct MountOptions {
   bool sloppy = false;         // mount helper -s: unknown -o options are warnings
   bool auto_unmount = false;   // -o auto_unmount: unmount when the daemon dies, however
   unsigned threads = 8;        // -o threads=N: most worker threads of the loop
+  // -o busy_poll_us=N: how long a loop thread that just answered polls
+  // /dev/fuse before it sleeps (0: never; device_poll.hpp says why).
+  unsigned busy_poll_us = 1000;
   // -o read_ahead_kb=N|off: the mount's readahead when running as root.
   std::optional<unsigned> read_ahead_kb = 1024;
   // -o read_path=auto|mmap|pread: how source bytes are served, and

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "stfs/mount/device_poll.hpp"
 #include "stfs/mount/live.hpp"
 #include "stfs/mount/options.hpp"
 #include "stfs/source/io_pool.hpp"
@@ -141,7 +142,8 @@ struct SessionState {
         read_ahead(o),
         held(l),
         reads(o.single_thread ? 0 : o.threads, o.threads),
-        stateless_opens(!l.dynamic() && !o.direct_io) {}
+        stateless_opens(!l.dynamic() && !o.direct_io),
+        poller(std::chrono::microseconds{o.busy_poll_us}) {}
 
   // Logs the first source failure of the mount, once: a reader looping on
   // EIO must not flood the log.
@@ -172,6 +174,8 @@ struct SessionState {
   // one round trip each per file a reader opens (FUSE_CAP_NO_OPEN_SUPPORT;
   // off where the kernel lacks it, which INIT tells on a loop thread).
   std::atomic<bool> stateless_opens;
+  // Reads the device for libfuse's loop threads (device_poll.hpp).
+  DevicePoller poller;
 };
 
 }  // namespace stfs
