@@ -144,9 +144,10 @@ TEST(DevicePoller, OneThreadPollsAtATime) {
   p2.send("b");
   b.wait_served(1);
   std::this_thread::sleep_for(100ms);
-  // b finished its request while a polls: b sleeps.
-  EXPECT_EQ(state_of(a.tid), 'R');
-  EXPECT_EQ(state_of(b.tid), 'S');
+  // Either a polls on and b, done while a polled, sleeps; or a saw b
+  // take a request and slept, and b polls now that it is done.
+  const int polling = (state_of(a.tid) == 'R') + (state_of(b.tid) == 'R');
+  EXPECT_EQ(polling, 1) << "a " << state_of(a.tid) << ", b " << state_of(b.tid);
   p1.send("end");
   p2.send("end");
   a.wait_served(2);
