@@ -1,7 +1,7 @@
 // Reading requests from /dev/fuse, with a short poll before sleeping.
 //
 // A FUSE request the daemon sleeps on wakes it through the scheduler; on a
-// VM whose idle vCPUs halt (no guest halt polling) that costs 100-250 us,
+// VM whose idle vCPUs halt (no guest halt polling) that costs up to 270 us,
 // far more than a LOOKUP or a small READ takes to answer. A reader that
 // opens many files waits for it twice a file. So after serving a request,
 // one idle thread at a time polls the device for a moment before it
