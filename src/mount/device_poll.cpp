@@ -4,8 +4,6 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <cerrno>
-
 namespace stfs {
 namespace {
 

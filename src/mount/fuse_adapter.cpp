@@ -427,7 +427,8 @@ int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
     return 3;
   }
   g.mounted = true;
-  route_device_reads(g.se);
+  // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone.
+  if (c.poller.window().count() > 0) route_device_reads(g.se);
   if (g.watcher) announce_mount(*g.watcher, opts.mountpoint);
   c.read_ahead.prepare();
   // Confined before any other thread starts: they inherit it.
