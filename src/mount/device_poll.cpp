@@ -25,34 +25,47 @@ DevicePoller::DevicePoller(std::chrono::microseconds window)
 ssize_t DevicePoller::read(int fd, void* buf, std::size_t len) {
   if (t_served) {
     t_served = false;
-    const int others = serving_.fetch_sub(1, std::memory_order_acq_rel) - 1;
-    // Only a thread that just finished, with nobody else serving (a
-    // reader is waiting on us, not streaming past us) and nobody polling.
-    if (window_.count() > 0 && others == 0 && !polling_.exchange(true, std::memory_order_acq_rel)) {
-      poll_for_request(fd, std::chrono::steady_clock::now());
-      polling_.store(false, std::memory_order_release);
-    }
+    serving_.fetch_sub(1);
+    maybe_poll(fd);
   }
   const ssize_t n = ::read(fd, buf, len);
   if (n > 0) {
     t_served = true;
-    serving_.fetch_add(1, std::memory_order_acq_rel);
+    serving_.fetch_add(1);
   }
   return n;
 }
 
-void DevicePoller::poll_for_request(int fd, std::chrono::steady_clock::time_point from) {
+void DevicePoller::maybe_poll(int fd) {
+  if (window_.count() <= 0) return;
+  // Only with nobody else serving (a reader is waiting on us, not
+  // streaming past us) and nobody polling. The flag and the count are
+  // sequentially consistent: a thread that finishes while we hold the
+  // flag declines to poll, and we see its count drop after we let go.
+  while (serving_.load() == 0 && !polling_.exchange(true)) {
+    const bool expired = !poll_for_request(fd, std::chrono::steady_clock::now());
+    polling_.store(false);
+    if (expired || serving_.load() != 0) return;
+    // A request came, or another thread took one and is done already
+    // (it found us polling and went to sleep): read the one that is
+    // there, or poll on in that thread's place.
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) != 0) return;
+  }
+}
+
+bool DevicePoller::poll_for_request(int fd, std::chrono::steady_clock::time_point from) {
   const auto until = from + window_;
   pollfd p{fd, POLLIN, 0};
   do {
-    const int r = ::poll(&p, 1, 0);
     // A request, an unmount (POLLERR) or a signal: read() tells which.
-    if (r != 0) return;
+    if (::poll(&p, 1, 0) != 0) return true;
     // Another thread took a request: ours would contend with it for a CPU.
-    if (serving_.load(std::memory_order_acquire) > 0) return;
+    if (serving_.load() > 0) return true;
     // Anything else runnable on this CPU goes first.
     ::sched_yield();
   } while (std::chrono::steady_clock::now() < until);
+  return false;
 }
 
 }  // namespace stfs

@@ -480,16 +480,21 @@ class Lifecycle(unittest.TestCase):
         header, _, start = lib.read_header(lib.SAMPLE)
         name = sorted(k for k in header if k != "__metadata__")[0]
         want = lib.tensor_bytes(lib.SAMPLE, header[name], start)
-        with Mount(lib.SAMPLE, "-o", "busy_poll_us=400000") as mnt:
+        with Mount(lib.SAMPLE, "-o", "busy_poll_us=1000000") as mnt:
             pid = mnt.proc.pid
-            time.sleep(0.5)
+            time.sleep(1.2)
             self.assertNotIn("R", threads(pid).values(), "busy before any request")
             with open(os.path.join(mnt.path, name), "rb") as f:
                 self.assertEqual(f.read(), want)
-            time.sleep(0.1)
-            self.assertEqual(list(threads(pid).values()).count("R"), 1,
-                             "one thread polls inside the window: %s" % threads(pid))
-            time.sleep(0.8)
+            # Inside the 1 s window, one thread polls (a few looks: the
+            # test itself may be scheduled late on a loaded machine).
+            seen = []
+            for _ in range(6):
+                time.sleep(0.05)
+                seen.append(list(threads(pid).values()).count("R"))
+            self.assertLessEqual(max(seen), 1, seen)
+            self.assertIn(1, seen, "no thread polls inside the window")
+            time.sleep(1.4)
             self.assertNotIn("R", threads(pid).values(), "still polling after the window")
             before = cpu_seconds(pid)
             time.sleep(1.0)
