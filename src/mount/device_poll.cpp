@@ -13,6 +13,13 @@ bool one_cpu() {
   return ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < 2;
 }
 
+// Whether a request waits on `fd` (or it is unmounted, or a signal came:
+// the read that follows tells which).
+bool request_waits(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+
 // Whether this thread took a request with its last read and has not read
 // again since: it was serving until now.
 thread_local bool t_served = false;
@@ -43,23 +50,20 @@ void DevicePoller::maybe_poll(int fd) {
   // sequentially consistent: a thread that finishes while we hold the
   // flag declines to poll, and we see its count drop after we let go.
   while (serving_.load() == 0 && !polling_.exchange(true)) {
-    const bool expired = !poll_for_request(fd, std::chrono::steady_clock::now());
+    const bool expired = !poll_for_request(fd);
     polling_.store(false);
     if (expired || serving_.load() != 0) return;
     // A request came, or another thread took one and is done already
     // (it found us polling and went to sleep): read the one that is
     // there, or poll on in that thread's place.
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) != 0) return;
+    if (request_waits(fd)) return;
   }
 }
 
-bool DevicePoller::poll_for_request(int fd, std::chrono::steady_clock::time_point from) {
-  const auto until = from + window_;
-  pollfd p{fd, POLLIN, 0};
+bool DevicePoller::poll_for_request(int fd) {
+  const auto until = std::chrono::steady_clock::now() + window_;
   do {
-    // A request, an unmount (POLLERR) or a signal: read() tells which.
-    if (::poll(&p, 1, 0) != 0) return true;
+    if (request_waits(fd)) return true;
     // Another thread took a request: ours would contend with it for a CPU.
     if (serving_.load() > 0) return true;
     // Anything else runnable on this CPU goes first.

@@ -33,8 +33,8 @@ class DevicePoller {
   // After this thread served a request: poll if nobody else serves or polls.
   void maybe_poll(int fd);
   // Polls `fd` until a request is there or another thread starts serving
-  // (true), or the window since `from` has passed (false).
-  bool poll_for_request(int fd, std::chrono::steady_clock::time_point from);
+  // (true), or the window has passed (false).
+  bool poll_for_request(int fd);
 
   std::chrono::microseconds window_;
   std::atomic<bool> polling_{false};  // one poller at a time
