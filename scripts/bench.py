@@ -271,7 +271,10 @@ class Bench:
         first = {"native": [], "stfs": [], "squashfuse_ll": []}
         warm_ = {"native": [], "stfs": [], "squashfuse_ll": []}
         cold_source = []
-        for _ in range(self.runs):
+        # Re-reads as pairs: the ratio of each run, stfs and squashfuse_ll
+        # in alternating order (a fixed order favoured whichever went last).
+        warm_ratio, cold_ratio = [], []
+        for i in range(self.runs):
             # First read: sources in the page cache, the FUSE caches empty.
             drop_caches()
             warm(self.model)
@@ -283,12 +286,15 @@ class Bench:
             # dropped the source's own copy, source_cache=drop.)
             warm(self.model)
             warm_["native"].append(total / timed(self.read_all_native))
-            warm_["stfs"].append(total / timed(lambda: self.read_all_files(stfs_mp)))
-            warm_["squashfuse_ll"].append(total / timed(lambda: self.read_all_files(sq_mp)))
+            for name in (("stfs", "squashfuse_ll") if i % 2 == 0 else ("squashfuse_ll", "stfs")):
+                mp = stfs_mp if name == "stfs" else sq_mp
+                warm_[name].append(total / timed(lambda: self.read_all_files(mp)))
+            warm_ratio.append(warm_["stfs"][-1] / warm_["squashfuse_ll"][-1])
             # Re-read with the source's own pages gone (the mount's stay):
             # served from the mount's cache, never from the source again.
             drop_file(self.model)
             cold_source.append(total / timed(lambda: self.read_all_files(stfs_mp)))
+            cold_ratio.append(cold_source[-1] / warm_["squashfuse_ll"][-1])
         med = {k: statistics.median(v) for k, v in first.items()}
         wmed = {k: statistics.median(v) for k, v in warm_.items()}
         print("1. sequential read of 16 x 64 MiB, dd bs=1M (GiB/s)")
@@ -303,11 +309,13 @@ class Bench:
         # Re-reads protect the mount's own cache: the kernel answers them
         # from it, the daemon never sees them, whatever the source's cache
         # holds; so they cost what another FUSE filesystem's re-reads cost.
-        self.row("stfs, re-read, source warm", wmed["stfs"], "GiB/s", wmed["squashfuse_ll"],
-                 "squashfuse_ll", ">=0.9x sq", wmed["stfs"] >= 0.9 * wmed["squashfuse_ll"])
-        cmed = statistics.median(cold_source)
-        self.row("stfs, re-read, source cold", cmed, "GiB/s", wmed["squashfuse_ll"],
-                 "squashfuse_ll", ">=0.9x sq", cmed >= 0.9 * wmed["squashfuse_ll"])
+        wr, cr = statistics.median(warm_ratio), statistics.median(cold_ratio)
+        self.row("stfs, re-read, source warm", wmed["stfs"], "GiB/s")
+        self.row("  / squashfuse_ll, median of the runs' ratios", wr, "x", target=">=0.9x sq",
+                 ok=wr >= 0.9)
+        self.row("stfs, re-read, source cold", statistics.median(cold_source), "GiB/s")
+        self.row("  / squashfuse_ll, median of the runs' ratios", cr, "x", target=">=0.9x sq",
+                 ok=cr >= 0.9)
         self.row("squashfuse_ll, re-read", wmed["squashfuse_ll"], "GiB/s", wmed["native"],
                  "native")
         self.stfs_mp, self.sq_mp = stfs_mp, sq_mp
