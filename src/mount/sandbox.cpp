@@ -1,5 +1,6 @@
 #include "stfs/mount/sandbox.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "stfs/base/paths.hpp"
+#include "stfs/base/unique_fd.hpp"
 #include "stfs/mount/options.hpp"
 #include "stfs/namespace/tree.hpp"
 
@@ -57,6 +59,7 @@ Result<void> resolve_user(const std::string& name, SandboxPlan& plan) {
     plan.gid = pw.pw_gid;
   }
   plan.switch_user = true;
+  plan.user = name;
   return {};
 }
 
@@ -103,11 +106,13 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
         paths.push_back(m.is_safetensors() ? parent_of(real) : real);
       }
     }
+    plan.reopened.push_back(o.source);
   } else if (dynamic) {
     // A polled file is reopened by its path, and may be replaced by a
     // rename: its folder, and the folder of the link it was given through.
     paths.push_back(parent_of(o.source));
     if (!o.source_as_given.empty()) paths.push_back(parent_of(o.source_as_given));
+    plan.reopened.push_back(o.source_as_given.empty() ? o.source : o.source_as_given);
   }
   for (const std::string& d : o.sandbox_read) paths.push_back(d);
   plan.read_beneath = outermost(std::move(paths));
@@ -126,6 +131,15 @@ Result<std::string> apply_sandbox(const SandboxPlan& plan) {
   }
   if (auto r = keep_capabilities(plan.keep_dac_read_search); !r) return unexpected(r.error());
   done += plan.keep_dac_read_search ? "capabilities: dac_read_search only, " : "no capabilities, ";
+  for (const std::string& path : plan.reopened) {
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      const int e = errno;
+      const std::string who = plan.switch_user ? "user=" + plan.user : "the daemon";
+      return unexpected(Error{e, who + " cannot read " + path + ": " + std::strerror(e) +
+                                     " (it is read again whenever it changes)"});
+    }
+  }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     int e = errno;
     return unexpected(Error{e, std::string("cannot set no_new_privs: ") + std::strerror(e)});

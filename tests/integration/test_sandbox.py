@@ -250,6 +250,39 @@ class LiveDaemon(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("user=no-such-user-here: no such user", r.stderr)
 
+    def test_user_option_refuses_what_that_user_cannot_read_again(self):
+        # A folder is listed again on every change and a polled file opened
+        # again by path, as the user= user: the mount fails at once (exit 3,
+        # naming the user and the path), not at the first change.
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        src = os.path.join(self.tmp, "private")
+        os.mkdir(src, 0o700)
+        model = copy_sample(src)
+        mp = os.path.join(self.tmp, "mnt")
+        os.mkdir(mp)
+        for source, opts in ((src, "user=nobody"), (model, "user=nobody,poll=1")):
+            with self.subTest(source=source):
+                r = lib.run_stfs(source, mp, "-o", "sandbox=on," + opts)
+                try:
+                    self.assertEqual(r.returncode, 3, r.stderr)
+                    self.assertIn("user=nobody cannot read %s: Permission denied" % source,
+                                  r.stderr)
+                    self.assertIsNone(lib.find_mount(mp))
+                    self.assertEqual(lib.pids_serving(mp), [])
+                    self.assertTrue(lib.wait_for(lambda: watchers_of(mp) == [], 5))
+                finally:
+                    if lib.find_mount(mp):
+                        subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
+        # Once that user may read them, both mount and serve as that user.
+        os.chmod(src, 0o755)
+        for source, opts in ((src, ()), (model, ("-o", "poll=1"))):
+            with self.subTest(source=source), Mount(source, "-o", "user=nobody", *opts) as mnt:
+                name = "m.safetensors/lm_head.weight" if source == src else "lm_head.weight"
+                self.assertTrue(read(os.path.join(mnt.path, name)))
+                self.assertEqual(status_of(mnt.proc.pid)["Uid"].split(), ["65534"] * 4)
+                self.assertNotIn("cannot", lib.without_asan_sandbox_line(mnt.log()))
+
     def test_signal_unmounts_through_the_watcher(self):
         # The confined daemon cannot umount: its watcher does, before it exits.
         mnt = Mount(lib.SAMPLE)

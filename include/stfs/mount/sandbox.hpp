@@ -31,8 +31,14 @@ struct SandboxPlan {
   bool keep_dac_read_search = false;
   // -o user=: serve as this user, with no capability at all.
   bool switch_user = false;
+  std::string user;  // as -o user= gave it, for messages
   uid_t uid = 0;
   gid_t gid = 0;
+  // What the daemon opens again by path once confined: a folder source
+  // (listed and watched on every change) or a polled file. Each is opened
+  // once the credentials are final, so a user= that may not read it fails
+  // the mount instead of the first rebuild.
+  std::vector<std::string> reopened;
 };
 
 // What a mount of `o` (its source canonical) that serves `tree` needs.
