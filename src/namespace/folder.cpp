@@ -58,6 +58,8 @@ class FolderScan {
         policy_(opts.policy),
         confined_to_(opts.confined_to) {}
 
+  std::optional<Error> root_error;  // the source folder could not be listed
+
   void scan(TreeBuilder::Id dir, const std::string& path, int depth) {
     if (depth > kMaxDepth) {
       spdlog::warn("{}: left out, deeper than {} levels", path, kMaxDepth);
@@ -68,6 +70,11 @@ class FolderScan {
     std::vector<std::string> names;
     if (auto listed = walker_.fs().list(path)) {
       names = std::move(listed).value();
+    } else if (depth == 0) {
+      // The source itself: an error, not an empty folder (a rebuild then
+      // keeps serving the tree it has).
+      root_error = listed.error();
+      return;
     } else {
       spdlog::warn("{}", listed.error().message);
     }
@@ -236,7 +243,9 @@ Result<Tree> Tree::for_directory(const std::string& root, const FolderOptions& o
   struct stat st = w->st;
   st.st_mode = (st.st_mode & S_IFMT) | walker.presented(*w);
   TreeBuilder b(opts.attr, st, opts.views);
-  FolderScan(b, opts, walker, reuse).scan(0, w->path, 0);
+  FolderScan scan(b, opts, walker, reuse);
+  scan.scan(0, w->path, 0);
+  if (scan.root_error) return unexpected(*scan.root_error);
   return b.finish(/*hashed=*/true, /*leave_out_clashes=*/true);
 }
 

@@ -283,6 +283,26 @@ class LiveDaemon(unittest.TestCase):
                 self.assertEqual(status_of(mnt.proc.pid)["Uid"].split(), ["65534"] * 4)
                 self.assertNotIn("cannot", lib.without_asan_sandbox_line(mnt.log()))
 
+    def test_a_folder_that_turns_unreadable_keeps_its_tree(self):
+        # The folder changes after the daemon (user=nobody) lost the right to
+        # list it: the rebuild fails, says why, and the mount keeps serving
+        # what it served (not an empty folder).
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        src = os.path.join(self.tmp, "models")
+        os.mkdir(src, 0o755)
+        copy_sample(src)
+        with Mount(src, "-o", "user=nobody") as mnt:
+            before = read(os.path.join(mnt.path, "m.safetensors", "lm_head.weight"))
+            os.chmod(src, 0o700)
+            copy_sample(src, "n.safetensors")
+            self.assertTrue(lib.wait_for(lambda: "still serving the old tree" in mnt.log(), 10),
+                            mnt.log())
+            self.assertIn("cannot list %s: Permission denied" % src, mnt.log())
+            self.assertEqual(sorted(os.listdir(mnt.path)), ["m.safetensors"])
+            self.assertEqual(read(os.path.join(mnt.path, "m.safetensors", "lm_head.weight")),
+                             before)
+
     def test_signal_unmounts_through_the_watcher(self):
         # The confined daemon cannot umount: its watcher does, before it exits.
         mnt = Mount(lib.SAMPLE)

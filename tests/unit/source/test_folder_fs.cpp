@@ -81,5 +81,49 @@ TEST(MemoryFolderFs, AFolderScanSeesWhatADiskFolderGives) {
   EXPECT_EQ(from_mem->tensor_count(), 1u);
 }
 
+// A MemoryFolderFs whose listing of one folder fails (EACCES).
+class Unlistable final : public FolderFs {
+ public:
+  Unlistable(const MemoryFolderFs& mem, std::string dir) : mem_(mem), dir_(std::move(dir)) {}
+  Result<std::vector<std::string>> list(const std::string& dir) const override {
+    if (dir == dir_) return unexpected(Error{EACCES, "cannot list " + dir + ": Permission denied"});
+    return mem_.list(dir);
+  }
+  Result<struct stat> lstat(const std::string& path) const override { return mem_.lstat(path); }
+  Result<std::string> readlink(const std::string& path) const override {
+    return mem_.readlink(path);
+  }
+  Result<std::string> acl(const std::string& path) const override { return mem_.acl(path); }
+  Result<UniqueFd> open(const std::string& path) const override { return mem_.open(path); }
+
+ private:
+  const MemoryFolderFs& mem_;
+  std::string dir_;
+};
+
+TEST(FolderScan, AnUnlistableSourceIsAnErrorAndAnUnlistableSubfolderIsLeftOut) {
+  const std::string model = test::st_file({{"w", "U8", {3}, "abc"}});
+  MemoryFolderFs mem;
+  ASSERT_TRUE(mem.add_dir("/m"));
+  ASSERT_TRUE(mem.add_dir("/m/sub"));
+  ASSERT_TRUE(mem.add_file("/m/a.safetensors", model));
+  ASSERT_TRUE(mem.add_file("/m/sub/b.safetensors", model));
+  // The source itself: an error (a rebuild keeps what it serves), never
+  // an empty folder.
+  Unlistable root(mem, "/m");
+  FolderOptions opts;
+  opts.fs = &root;
+  auto t = Tree::for_directory("/m", opts);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().errnum, EACCES);
+  EXPECT_NE(t.error().message.find("cannot list /m"), std::string::npos);
+  // A folder inside: left out, the rest served.
+  Unlistable sub(mem, "/m/sub");
+  opts.fs = &sub;
+  auto u = Tree::for_directory("/m", opts);
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_EQ(u->tensor_count(), 1u);
+}
+
 }  // namespace
 }  // namespace stfs
