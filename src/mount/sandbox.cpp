@@ -120,17 +120,11 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
   return plan;
 }
 
-Result<std::string> apply_sandbox(const SandboxPlan& plan) {
-  if (!plan.enabled) return std::string("sandbox off (-o sandbox=off)");
-  ::tzset();  // syslog's timestamps: read the zone file while we still can
-  std::string done;
-  if (auto r = limit_bounding_set(plan.keep_dac_read_search); !r) return unexpected(r.error());
-  if (plan.switch_user) {
-    if (auto r = switch_user(plan.uid, plan.gid); !r) return unexpected(r.error());
-    done += "uid " + std::to_string(plan.uid) + ", ";
-  }
-  if (auto r = keep_capabilities(plan.keep_dac_read_search); !r) return unexpected(r.error());
-  done += plan.keep_dac_read_search ? "capabilities: dac_read_search only, " : "no capabilities, ";
+namespace {
+
+// Opens each path the daemon opens again later, with the credentials it
+// has now.
+Result<void> check_reopened(const SandboxPlan& plan) {
   for (const std::string& path : plan.reopened) {
     const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
@@ -140,6 +134,29 @@ Result<std::string> apply_sandbox(const SandboxPlan& plan) {
                                      " (it is read again whenever it changes)"});
     }
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> apply_sandbox(const SandboxPlan& plan) {
+  if (!plan.enabled) {
+    // -o user= was asked for by name: it holds without the rest.
+    if (!plan.switch_user) return std::string("sandbox off (-o sandbox=off)");
+    if (auto r = switch_user(plan.uid, plan.gid); !r) return unexpected(r.error());
+    if (auto r = check_reopened(plan); !r) return unexpected(r.error());
+    return "sandbox off (-o sandbox=off); serving as uid " + std::to_string(plan.uid);
+  }
+  ::tzset();  // syslog's timestamps: read the zone file while we still can
+  std::string done;
+  if (auto r = limit_bounding_set(plan.keep_dac_read_search); !r) return unexpected(r.error());
+  if (plan.switch_user) {
+    if (auto r = switch_user(plan.uid, plan.gid); !r) return unexpected(r.error());
+    done += "uid " + std::to_string(plan.uid) + ", ";
+  }
+  if (auto r = keep_capabilities(plan.keep_dac_read_search); !r) return unexpected(r.error());
+  done += plan.keep_dac_read_search ? "capabilities: dac_read_search only, " : "no capabilities, ";
+  if (auto r = check_reopened(plan); !r) return unexpected(r.error());
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     int e = errno;
     return unexpected(Error{e, std::string("cannot set no_new_privs: ") + std::strerror(e)});

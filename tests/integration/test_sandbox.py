@@ -246,6 +246,13 @@ class LiveDaemon(unittest.TestCase):
             self.assertTrue(read(os.path.join(mnt.path, "m.safetensors", "lm_head.weight")))
             st = self.confined(mnt, 0)
             self.assertEqual(st["Uid"].split(), ["65534"] * 4)
+        # sandbox=off leaves out the rest of the confinement, not the user.
+        with PlainMount(self.tmp, "-o", "sandbox=off,user=nobody") as mnt:
+            self.assertTrue(read(os.path.join(mnt.path, "m.safetensors", "lm_head.weight")))
+            self.assertEqual(status_of(mnt.proc.pid)["Uid"].split(), ["65534"] * 4)
+            self.assertEqual(int(status_of(mnt.proc.pid)["CapEff"], 16), 0)
+            self.assertIn("the daemon is not confined: sandbox off (-o sandbox=off); serving as "
+                          "uid 65534", read(mnt.stderr_path).decode())
         r = lib.run_stfs(lib.SAMPLE, self.tmp, "-o", "user=no-such-user-here")
         self.assertEqual(r.returncode, 1)
         self.assertIn("user=no-such-user-here: no such user", r.stderr)
