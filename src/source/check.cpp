@@ -6,8 +6,9 @@ namespace stfs {
 
 int run_check(const std::vector<std::string>& files, std::FILE* out, const Limits& limits) {
   int status = 0;
+  HeaderParser parser;  // one for every file: its buffers are reused
   for (const std::string& f : files) {
-    auto m = Model::open(f, limits);
+    auto m = Model::open(f, limits, &parser);
     if (m) {
       const Header& h = m->header();
       std::fprintf(out, "OK %s: %zu tensors (%s)\n", f.c_str(), h.tensors.size(),

@@ -314,7 +314,8 @@ Model Model::plain(UniqueFd fd, std::string path, const struct stat& st) {
   return m;
 }
 
-Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits) {
+Result<Model, ModelError> Model::open(const std::string& path, const Limits& limits,
+                                       HeaderParser* parser) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     int e = errno;
@@ -332,7 +333,7 @@ Result<Model, ModelError> Model::open(const std::string& path, const Limits& lim
     int fl = ::fcntl(fd, F_GETFL);
     if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
-  return load(std::move(owned), path, st, limits);
+  return load(std::move(owned), path, st, limits, parser);
 }
 
 namespace {

@@ -50,8 +50,9 @@ struct ModelError {
 class Model {
  public:
   // Opens `path` read-only (once, non-blocking: a FIFO never hangs us) and
-  // validates it.
-  static Result<Model, ModelError> open(const std::string& path, const Limits& limits = {});
+  // validates it; `parser` as for load().
+  static Result<Model, ModelError> open(const std::string& path, const Limits& limits = {},
+                                        HeaderParser* parser = nullptr);
   // Validates the regular file open on `fd` (fstat result `st`).
   // `parser`: one to reuse across files (a folder scan), which keeps the
   // JSON parser's buffers instead of allocating them per file.
