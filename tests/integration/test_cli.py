@@ -3,6 +3,7 @@ between and after the positionals, -o repeated with later values winning,
 "--" before a path that starts with "-", and the same for mount.stfs."""
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -161,6 +162,39 @@ class ForeignFormats(unittest.TestCase):
         r = lib.run_stfs("--check", lib.SAMPLE)
         self.assertEqual(r.returncode, 0)
         self.assertNotIn("looks like", r.stdout)
+
+
+class CheckMany(unittest.TestCase):
+    """One --check of many files (one parser for all) says, line for line,
+    what a --check of each file alone says, whatever failed before."""
+
+    def test_one_call_says_what_a_call_per_file_says(self):
+        def raw(header):
+            return struct.pack("<Q", len(header)) + header
+        with tempfile.TemporaryDirectory() as d:
+            files = []
+
+            def put(name, data):
+                files.append(os.path.join(d, name))
+                with open(files[-1], "wb") as f:
+                    f.write(data)
+            put("bad-json.safetensors", raw(b'{"a":{"dtype":"U8","shape":[1],') + b"x" * 8)
+            put("big.safetensors", b"")
+            lib.write_safetensors(files[-1], [("t%d" % i, "U8", [2], b"ab") for i in range(3000)],
+                                  metadata={"k": "v"})
+            put("dup.safetensors", raw(b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+                                       b'"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}')
+                + b"z")
+            put("small.safetensors", b"")
+            lib.write_safetensors(files[-1], [("w", "F32", [2], b"\0" * 8)])
+            put("dtype.safetensors", raw(b'{"a":{"dtype":"U9","shape":[1],"data_offsets":[0,1]}}')
+                + b"z")
+            files.append(lib.SAMPLE)
+            together = lib.run_stfs("--check", *files)
+            alone = [lib.run_stfs("--check", f) for f in files]
+            self.assertEqual(together.stdout, "".join(r.stdout for r in alone))
+            self.assertEqual([r.returncode for r in alone], [2, 0, 2, 0, 2, 0])
+            self.assertEqual(together.returncode, 2)
 
 
 if __name__ == "__main__":
