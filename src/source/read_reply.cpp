@@ -23,9 +23,12 @@ constexpr std::size_t kMaxReplyPieces = 1000;
 // are its own size.
 constexpr std::size_t kSmallRead = 64 << 10;
 
-// This thread's read buffer, at least `n` bytes: no larger than the
+// This thread's read buffers, at least `n` bytes: no larger than the
 // largest request the kernel sends (max_read), and never freed, so a
-// READ costs no allocation.
+// READ costs no allocation. kReply holds a reply's bytes; kRaw the source
+// bytes a view decodes into kReply.
+enum Scratch { kReply, kRaw };
+template <Scratch>
 char* scratch(std::size_t n) {
   thread_local std::vector<char> buf;
   if (buf.size() < n) buf.resize(n);
@@ -104,7 +107,7 @@ Result<void, ReadError> ReadReply::finish() {
     }
     if (p.how != How::kMapped) need += p.size;
   }
-  char* buf = need > 0 ? scratch(need) : nullptr;
+  char* buf = need > 0 ? scratch<kReply>(need) : nullptr;
   std::size_t used = 0;
   for (const Part& p : parts_) {
     const char* data = p.data;
@@ -150,12 +153,13 @@ Result<void, ReadError> ReadReply::converted(const Model& src, const F32Decoder&
   const std::uint64_t first = offset / out_block,
                       last = (offset + size + out_block - 1) / out_block;
   const auto blocks = static_cast<std::size_t>(last - first);
-  std::string raw(blocks * dec.block_bytes, '\0');
-  if (auto r = src.read(raw.data(), raw.size(), begin + first * dec.block_bytes); !r) {
+  const auto raw_size = static_cast<std::size_t>(blocks * dec.block_bytes);
+  char* raw = scratch<kRaw>(raw_size);
+  if (auto r = src.read(raw, raw_size, begin + first * dec.block_bytes); !r) {
     return unexpected(source_error(src, r.error()));
   }
-  char* out = scratch(static_cast<std::size_t>(blocks * out_block));
-  decode_f32(dec, reinterpret_cast<const std::uint8_t*>(raw.data()), blocks,
+  char* out = scratch<kReply>(static_cast<std::size_t>(blocks * out_block));
+  decode_f32(dec, reinterpret_cast<const std::uint8_t*>(raw), blocks,
              reinterpret_cast<float*>(out));
   iov_.push_back(iovec{out + (offset - first * out_block), size});
   size_ = size;
