@@ -106,12 +106,14 @@ Result<SandboxPlan> plan_sandbox(const MountOptions& o, const Tree& tree, bool d
         paths.push_back(m.is_safetensors() ? parent_of(real) : real);
       }
     }
-    plan.reopened.push_back(o.source);
   } else if (dynamic) {
     // A polled file is reopened by its path, and may be replaced by a
     // rename: its folder, and the folder of the link it was given through.
     paths.push_back(parent_of(o.source));
     if (!o.source_as_given.empty()) paths.push_back(parent_of(o.source_as_given));
+  }
+  // A rebuild opens the source again by the path it was given.
+  if (folder || dynamic) {
     plan.reopened.push_back(o.source_as_given.empty() ? o.source : o.source_as_given);
   }
   for (const std::string& d : o.sandbox_read) paths.push_back(d);
