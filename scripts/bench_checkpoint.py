@@ -76,13 +76,15 @@ def real_sizes_shape(layers=3):
     return out + [("model.norm.weight", 8 * KiB)]
 
 
-def write_model(path, shape):
-    """A safetensors file of `shape` with random bytes (kept if `path`
+def write_model(path, shape, dtype="U8", item=1):
+    """A safetensors file of `shape` ((name, bytes) pairs; every tensor of
+    `dtype`, `item` bytes an element) with random bytes (kept if `path`
     exists: an earlier group of a --compare run wrote it); returns the
     [(name, absolute offset, size)] in header order."""
     header, off = {}, 0
     for name, size in shape:
-        header[name] = {"dtype": "U8", "shape": [size], "data_offsets": [off, off + size]}
+        header[name] = {"dtype": dtype, "shape": [size // item],
+                        "data_offsets": [off, off + size]}
         off += size
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)

@@ -7,15 +7,14 @@ against another stfs build, in alternating pairs. Prints medians.
     sudo python3 scripts/bench_views.py [--stfs build/stfs] [--compare OTHER]
 """
 import argparse
-import json
 import os
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 
 from bench import Bench, drop_caches, timed, warm
+from bench_checkpoint import write_model
 
 MiB = 1 << 20
 
@@ -33,12 +32,7 @@ def main():
     try:
         n = 128 * MiB  # BF16 elements: 256 MiB of source
         model = os.path.join(work, "bf16.safetensors")
-        text = json.dumps({"w": {"dtype": "BF16", "shape": [n], "data_offsets": [0, 2 * n]}})
-        text = text.encode() + b" " * (-len(text) % 8)
-        with open(model, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text)
-            for _ in range(2 * n // (8 * MiB)):
-                f.write(os.urandom(8 * MiB))
+        write_model(model, [("w", 2 * n)], dtype="BF16", item=2)
         builds = {"this build": os.path.abspath(args.stfs)}
         if args.compare:
             builds["other build"] = os.path.abspath(args.compare)
