@@ -14,24 +14,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <memory>
 #include <new>
-#include <optional>
 #include <vector>
 
-#include "stfs/mount/auto_unmount.hpp"
-#include "stfs/mount/fuse_session.hpp"
+#include "stfs/mount/session_run.hpp"
 #include "stfs/mount/session_state.hpp"
-#include "stfs/mount/stop_signals.hpp"
 #include "stfs/source/splice_pipe.hpp"
 
 namespace stfs {
 namespace {
-
-// Loop threads beyond `threads=` that no source read may take.
-constexpr unsigned kReservedThreads = 2;
 
 using Context = SessionState;
 
@@ -365,25 +358,55 @@ fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
-// C handles of a session, released in reverse order. A confined daemon
-// may not unmount: its watcher does (auto_unmount.hpp).
-struct SessionGuard {
-  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
-  fuse_session* se = nullptr;
-  std::optional<UnmountWatcher> watcher;
-  bool mounted = false;
-  bool confined = false;
-  ~SessionGuard() {
-    // Confined, libfuse's unmount would be killed by the filter; its copy
-    // of the mountpoint (a few bytes) is then left to the process's exit.
-    if (mounted && confined && watcher) {
-      unmount_through_watcher(*watcher);
-    } else if (mounted) {
-      fuse_session_unmount(se);
-    }
-    if (se) fuse_session_destroy(se);
-    fuse_opt_free_args(&args);
+// The libfuse calls of one session; its C handles are released in
+// reverse order. When each runs is run_session()'s (session_run.hpp).
+class LibfuseDriver final : public FuseDriver {
+ public:
+  explicit LibfuseDriver(Context& c) : c_(c) {}
+  ~LibfuseDriver() override {
+    if (se_) fuse_session_destroy(se_);
+    fuse_opt_free_args(&args_);
   }
+  LibfuseDriver(const LibfuseDriver&) = delete;
+  LibfuseDriver& operator=(const LibfuseDriver&) = delete;
+
+  Result<void> create(const std::string& kernel_options, bool debug) override {
+    static const fuse_lowlevel_ops ops = make_ops();
+    if (fuse_opt_add_arg(&args_, "stfs") != 0 || fuse_opt_add_arg(&args_, "-o") != 0 ||
+        fuse_opt_add_arg(&args_, kernel_options.c_str()) != 0 ||
+        (debug && fuse_opt_add_arg(&args_, "-d") != 0)) {
+      return unexpected(Error{ENOMEM, "cannot build the FUSE arguments: out of memory"});
+    }
+    se_ = fuse_session_new(&args_, &ops, sizeof ops, &c_);
+    if (!se_) {
+      return unexpected(Error{EIO, "cannot create the FUSE session for " + c_.opts->mountpoint +
+                                       " (options: " + kernel_options + ")"});
+    }
+    return {};
+  }
+  Result<void> mount(const std::string& mountpoint) override {
+    if (fuse_session_mount(se_, mountpoint.c_str()) == 0) return {};
+    return unexpected(Error{EIO, "see the message above (is /dev/fuse usable?)"});
+  }
+  void route_device_reads() override { stfs::route_device_reads(se_); }
+  Result<int> loop(bool single_thread, unsigned max_threads) override {
+    if (single_thread) return fuse_session_loop(se_);
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    if (!cfg) return unexpected(Error{ENOMEM, "cannot create the FUSE loop configuration"});
+    fuse_loop_cfg_set_max_threads(cfg, max_threads);
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    const int res = fuse_session_loop_mt(se_, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    return res;
+  }
+  void exit() override { fuse_session_exit(se_); }
+  bool exited() const override { return fuse_session_exited(se_) != 0; }
+  void unmount() override { fuse_session_unmount(se_); }
+
+ private:
+  Context& c_;
+  fuse_args args_ = FUSE_ARGS_INIT(0, nullptr);
+  fuse_session* se_ = nullptr;
 };
 
 }  // namespace
@@ -391,84 +414,9 @@ struct SessionGuard {
 const char* libfuse_version() { return fuse_pkgversion(); }
 
 int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
-  static const fuse_lowlevel_ops ops = make_ops();
-  StopSignals stop;  // first: every thread started below inherits its mask
   Context c(live, opts);
-  c.on_ready = std::move(hooks.on_ready);
-  c.on_source_gone = std::move(hooks.on_source_gone);
-  SessionGuard g;
-
-  const std::string o = kernel_mount_options(opts);
-  if (fuse_opt_add_arg(&g.args, "stfs") != 0 || fuse_opt_add_arg(&g.args, "-o") != 0 ||
-      fuse_opt_add_arg(&g.args, o.c_str()) != 0 ||
-      (opts.debug && fuse_opt_add_arg(&g.args, "-d") != 0)) {
-    spdlog::error("cannot build the FUSE arguments: out of memory");
-    return 3;
-  }
-  g.se = fuse_session_new(&g.args, &ops, sizeof ops, &c);
-  if (!g.se) {
-    spdlog::error("cannot create the FUSE session for {} (options: {})", opts.mountpoint, o);
-    return 3;
-  }
-  // The watcher starts before the mount exists (auto_unmount.hpp). The
-  // confined daemon needs it to unmount; -o auto_unmount, to outlive us.
-  if (opts.auto_unmount || opts.sandbox) {
-    auto w = start_unmount_watcher(opts.mountpoint, opts.auto_unmount);
-    if (!w) {
-      spdlog::error("cannot mount {} on {}: unmount watcher: {}", opts.source, opts.mountpoint,
-                    w.error().message);
-      return 3;
-    }
-    g.watcher = std::move(*w);
-  }
-  if (fuse_session_mount(g.se, opts.mountpoint.c_str()) != 0) {
-    spdlog::error("cannot mount {} on {}: see the message above (is /dev/fuse usable?)",
-                  opts.source, opts.mountpoint);
-    return 3;
-  }
-  g.mounted = true;
-  // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone.
-  if (c.poller.window().count() > 0) route_device_reads(g.se);
-  if (g.watcher) announce_mount(*g.watcher, opts.mountpoint);
-  c.read_ahead.prepare();
-  // Confined before any other thread starts: they inherit it.
-  if (hooks.confine) {
-    g.confined = opts.sandbox;  // from here on, even if confining fails midway
-    if (auto r = hooks.confine(); !r) {
-      spdlog::error("cannot confine the daemon of {}: {}", opts.mountpoint, r.error().message);
-      return 3;
-    }
-  }
-  if (auto r =
-          stop.start([](void* se) { fuse_session_exit(static_cast<fuse_session*>(se)); }, g.se);
-      !r) {
-    spdlog::error("{}", r.error().message);
-    return 3;
-  }
-  c.reads.start();
-
-  int res;
-  if (opts.single_thread) {
-    res = fuse_session_loop(g.se);
-  } else {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    if (!cfg) {
-      spdlog::error("cannot create the FUSE loop configuration");
-      return 3;
-    }
-    fuse_loop_cfg_set_max_threads(cfg, opts.threads + kReservedThreads);
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    res = fuse_session_loop_mt(g.se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-  }
-  stop.finish();  // the loop has returned: no more interruptions
-  if (hooks.on_stopping) hooks.on_stopping();
-  c.reads.drain();  // answers what is queued while the session still exists
-  // A signal ends the loop with 0 here; an error in the loop is logged.
-  if (res != 0 && !fuse_session_exited(g.se)) {
-    spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, res);
-  }
-  return 0;
+  LibfuseDriver driver(c);
+  return run_session(driver, c, std::move(hooks));
 }
 
 }  // namespace stfs
