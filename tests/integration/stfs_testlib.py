@@ -307,7 +307,7 @@ class Mount:
             deadline = time.monotonic() + 10
             while pids and time.monotonic() < deadline:
                 pids = [p for p in pids if os.path.exists("/proc/%d" % p)
-                        and not _is_zombie(p)]
+                        and not is_zombie(p)]
                 time.sleep(0.05)
             for p in pids:
                 try:
@@ -325,9 +325,16 @@ class Mount:
         return status
 
 
-def _is_zombie(pid):
+def stat_fields(path):
+    """The fields of a /proc/.../stat file after the command's name (which
+    may hold spaces and parentheses): [0] is the state, [11] and [12] the
+    user and system ticks."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def is_zombie(pid):
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        return stat_fields("/proc/%d/stat" % pid)[0] == "Z"
     except OSError:
         return True

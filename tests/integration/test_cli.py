@@ -19,7 +19,7 @@ def unmount(mp):
             subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
     deadline = time.monotonic() + 10
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and not lib._is_zombie(p)]
+        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and not lib.is_zombie(p)]
         time.sleep(0.05)
     for p in pids:
         try:

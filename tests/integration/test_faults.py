@@ -259,7 +259,7 @@ class Cycles(unittest.TestCase):
                 self.assertEqual(len(pids), 1)
                 subprocess.run(["fusermount3", "-u", mnt.path], check=True)
                 deadline = time.monotonic() + 10
-                while any(os.path.exists("/proc/%d" % p) and not lib._is_zombie(p)
+                while any(os.path.exists("/proc/%d" % p) and not lib.is_zombie(p)
                           for p in pids) and time.monotonic() < deadline:
                     time.sleep(0.01)
                 self.assertIsNone(lib.find_mount(mnt.path))

@@ -466,15 +466,13 @@ class Lifecycle(unittest.TestCase):
             out = {}
             for tid in os.listdir("/proc/%d/task" % pid):
                 try:
-                    with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                        out[tid] = f.read().rsplit(")", 1)[1].split()[0]
+                    out[tid] = lib.stat_fields("/proc/%d/task/%s/stat" % (pid, tid))[0]
                 except FileNotFoundError:
                     pass  # a thread that ended meanwhile
             return out
 
         def cpu_seconds(pid):
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = lib.stat_fields("/proc/%d/stat" % pid)
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         header, _, start = lib.read_header(lib.SAMPLE)

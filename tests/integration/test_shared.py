@@ -83,6 +83,13 @@ def read(path):
         return f.read()
 
 
+# How long an answer from memory may take while the source is stopped. The
+# stopped source holds a request that waits on it until SIGCONT, for the
+# whole test: any bound tells the two apart, and this one leaves room for a
+# sanitizer build under ctest -j2 (1 s failed there once).
+ANSWER_LIMIT = 5.0
+
+
 def timed(fn, limit):
     """Runs fn in a thread; (result, seconds) or raises if it takes over `limit`."""
     out = {}
@@ -276,14 +283,16 @@ class SharedStorage(unittest.TestCase):
                     threads.append(t)
                 time.sleep(1.0)
                 self.assertTrue(all(t.is_alive() for t in threads), "readers did not block")
-                names, took = timed(lambda: os.listdir(mnt.path), 1.0)
+                names, took = timed(lambda: os.listdir(mnt.path), ANSWER_LIMIT)
                 self.assertEqual(len(names), 17)
-                timed(lambda: os.stat(os.path.join(mnt.path, "m5.safetensors", "t3")), 1.0)
-                data, _ = timed(lambda: read(cached), 1.0)
+                timed(lambda: os.stat(os.path.join(mnt.path, "m5.safetensors", "t3")),
+                      ANSWER_LIMIT)
+                data, _ = timed(lambda: read(cached), ANSWER_LIMIT)
                 self.assertEqual(data, want[("m16.safetensors", "t0")])
                 timed(lambda: read(os.path.join(mnt.path, "m3.safetensors",
-                                                "__metadata__.json")), 1.0)
-                timed(lambda: os.listxattr(os.path.join(mnt.path, "m7.safetensors", "t2")), 1.0)
+                                                "__metadata__.json")), ANSWER_LIMIT)
+                timed(lambda: os.listxattr(os.path.join(mnt.path, "m7.safetensors", "t2")),
+                      ANSWER_LIMIT)
             finally:
                 os.kill(lower.proc.pid, signal.SIGCONT)
                 for t in threads:
