@@ -17,10 +17,9 @@ constexpr unsigned kReservedThreads = 2;
 // unmount: its watcher does (auto_unmount.hpp); libfuse's unmount would be
 // killed by the filter.
 struct Unmounter {
-  FuseDriver& driver;
-  std::optional<UnmountWatcher> watcher;
-  bool mounted = false;
-  bool confined = false;
+  explicit Unmounter(FuseDriver& d) : driver(d) {}
+  Unmounter(const Unmounter&) = delete;
+  Unmounter& operator=(const Unmounter&) = delete;
   ~Unmounter() {
     if (mounted && confined && watcher) {
       unmount_through_watcher(*watcher);
@@ -28,6 +27,10 @@ struct Unmounter {
       driver.unmount();
     }
   }
+  FuseDriver& driver;
+  std::optional<UnmountWatcher> watcher;
+  bool mounted = false;
+  bool confined = false;
 };
 
 }  // namespace
@@ -37,7 +40,7 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
   StopSignals stop;  // first: every thread started below inherits its mask
   c.on_ready = std::move(hooks.on_ready);
   c.on_source_gone = std::move(hooks.on_source_gone);
-  Unmounter u{driver};
+  Unmounter u(driver);
 
   if (auto r = driver.create(kernel_mount_options(opts), opts.debug); !r) {
     spdlog::error("{}", r.error().message);
