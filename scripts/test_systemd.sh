@@ -66,16 +66,23 @@ fi
 mkdir -p "$ROOT/models" "$ROOT/etc/stfs"
 cp samples/tiny-llama.safetensors "$ROOT/models/tiny.safetensors"
 printf 'SOURCE=/models/tiny.safetensors\nOPTIONS=-o allow_other\n' >"$ROOT/etc/stfs/mnt-model.conf"
-grep -q x-systemd.automount "$ROOT/etc/fstab" 2>/dev/null ||
+# systemd supports automount units only where /dev/autofs exists: a kernel
+# built without autofs has none (this VM's, from 2026-12-02). nspawn then
+# cannot bind it, and the automount checks are skipped, saying why.
+[ -e /dev/autofs ] || modprobe autofs4 >/dev/null 2>&1 || true
+autofs=()
+[ -e /dev/autofs ] && autofs=(--bind=/dev/autofs)
+sed -i '/x-systemd.automount/d' "$ROOT/etc/fstab" 2>/dev/null
+if ((${#autofs[@]})); then
   echo "/models/tiny.safetensors /mnt/auto stfs ro,allow_other,x-systemd.automount,nofail 0 0" \
     >>"$ROOT/etc/fstab"
+fi
 # No getty or network in the way of "running".
 ln -sf /dev/null "$ROOT/etc/systemd/system/console-getty.service"
 ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-networkd-wait-online.service"
 
 log=$(mktemp /tmp/stfs-nspawn.XXXXXX)
-# /dev/autofs: systemd supports automount units only where it exists.
-systemd-nspawn -q -D "$ROOT" -b --register=no --keep-unit --bind=/dev/fuse --bind=/dev/autofs \
+systemd-nspawn -q -D "$ROOT" -b --register=no --keep-unit --bind=/dev/fuse "${autofs[@]}" \
   --console=pipe >"$log" 2>&1 </dev/null &
 nspawn=$!
 cleanup() {
@@ -193,11 +200,15 @@ else
   bad "mount -t stfs"
 fi
 in_ct systemctl daemon-reload
-in_ct systemctl start mnt-auto.automount && ok "fstab x-systemd.automount unit" \
-  || bad "mnt-auto.automount"
-serves /mnt/auto && ok "the automount mounts on first access" || bad "automount serves"
-in_ct systemctl stop mnt-auto.mount mnt-auto.automount
-[ "$(stfs_mounts /mnt/auto)" = 0 ] && ok "automount stopped, unmounted" || bad "automount unmount"
+if ((${#autofs[@]})); then
+  in_ct systemctl start mnt-auto.automount && ok "fstab x-systemd.automount unit" \
+    || bad "mnt-auto.automount"
+  serves /mnt/auto && ok "the automount mounts on first access" || bad "automount serves"
+  in_ct systemctl stop mnt-auto.mount mnt-auto.automount
+  [ "$(stfs_mounts /mnt/auto)" = 0 ] && ok "automount stopped, unmounted" || bad "automount unmount"
+else
+  echo "skipped: fstab x-systemd.automount (3 checks): this kernel has no autofs (/dev/autofs)"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
