@@ -364,7 +364,7 @@ class LibfuseDriver final : public FuseDriver {
  public:
   explicit LibfuseDriver(Context& c) : c_(c) {}
   ~LibfuseDriver() override {
-    if (se_) fuse_session_destroy(se_);
+    close();
     fuse_opt_free_args(&args_);
   }
   LibfuseDriver(const LibfuseDriver&) = delete;
@@ -402,6 +402,10 @@ class LibfuseDriver final : public FuseDriver {
   void exit() override { fuse_session_exit(se_); }
   bool exited() const override { return fuse_session_exited(se_) != 0; }
   void unmount() override { fuse_session_unmount(se_); }
+  void close() override {
+    if (se_) fuse_session_destroy(se_);
+    se_ = nullptr;
+  }
 
  private:
   Context& c_;

@@ -13,7 +13,8 @@ namespace {
 // Loop threads beyond `threads=` that no source read may take.
 constexpr unsigned kReservedThreads = 2;
 
-// Unmounts on every way out once mounted. A confined daemon may not
+// Unmounts on every way out once mounted, then closes the session, both
+// while the stop signals are still blocked. A confined daemon may not
 // unmount: its watcher does (auto_unmount.hpp); libfuse's unmount would be
 // killed by the filter.
 struct Unmounter {
@@ -26,6 +27,7 @@ struct Unmounter {
     } else if (mounted) {
       driver.unmount();
     }
+    driver.close();
   }
   FuseDriver& driver;
   std::optional<UnmountWatcher> watcher;

@@ -29,6 +29,8 @@ class FuseDriver {
   virtual bool exited() const = 0;
   // libfuse's own unmount (an unconfined daemon's).
   virtual void unmount() = 0;
+  // Destroys the session, after any unmount; safe to call twice.
+  virtual void close() = 0;
 };
 
 // Mounts through `driver` and serves `c` until the loop ends; serve()'s

@@ -42,6 +42,7 @@ class RecordingDriver final : public FuseDriver {
   void exit() override { steps_.push_back("exit"); }
   bool exited() const override { return false; }
   void unmount() override { steps_.push_back("unmount"); }
+  void close() override { steps_.push_back("close"); }
 
   bool create_fails = false, mount_fails = false, loop_fails = false;
   int loop_result = 0;
@@ -94,7 +95,7 @@ TEST(RunSession, MountsThenConfinesThenServesAndUnmountsLast) {
   Session s;
   EXPECT_EQ(s.run(), 0);
   // The poller steps aside on a single CPU (device_poll.hpp).
-  Steps want{"create", "mount", "poll", "confine", "loop", "stopping", "unmount"};
+  Steps want{"create", "mount", "poll", "confine", "loop", "stopping", "unmount", "close"};
   if (s.state->poller.window().count() == 0) want.erase(want.begin() + 2);
   EXPECT_EQ(s.steps, want);
   EXPECT_EQ(s.driver.options, kernel_mount_options(s.opts));
@@ -107,7 +108,7 @@ TEST(RunSession, MountsThenConfinesThenServesAndUnmountsLast) {
 TEST(RunSession, AFailedConfinementEndsTheMountBeforeServing) {
   Session s;
   EXPECT_EQ(s.run(fails("no seccomp")), 3);
-  EXPECT_EQ(s.steps.back(), "unmount");
+  EXPECT_EQ(s.steps.end()[-2], "unmount");
   EXPECT_EQ(std::count(s.steps.begin(), s.steps.end(), "loop"), 0);
   EXPECT_NE(s.log.str().find("cannot confine the daemon of " + s.opts.mountpoint + ": no seccomp"),
             std::string::npos)
@@ -118,7 +119,7 @@ TEST(RunSession, AFailedMountNamesSourceAndMountpointAndLeavesNothingToUnmount) 
   Session s;
   s.driver.mount_fails = true;
   EXPECT_EQ(s.run(), 3);
-  EXPECT_EQ(s.steps, (Steps{"create", "mount"}));
+  EXPECT_EQ(s.steps, (Steps{"create", "mount", "close"}));
   EXPECT_NE(s.log.str().find("cannot mount /models/m.safetensors on " + s.opts.mountpoint +
                              ": no fuse here"),
             std::string::npos)
@@ -129,7 +130,7 @@ TEST(RunSession, AFailedSessionStopsBeforeMounting) {
   Session s;
   s.driver.create_fails = true;
   EXPECT_EQ(s.run(), 3);
-  EXPECT_EQ(s.steps, (Steps{"create"}));
+  EXPECT_EQ(s.steps, (Steps{"create", "close"}));
   EXPECT_NE(s.log.str().find("no session"), std::string::npos) << s.log.str();
 }
 
@@ -137,7 +138,7 @@ TEST(RunSession, ALoopThatCannotStartUnmounts) {
   Session s;
   s.driver.loop_fails = true;
   EXPECT_EQ(s.run(), 3);
-  EXPECT_EQ(s.steps.back(), "unmount");
+  EXPECT_EQ(s.steps.end()[-2], "unmount");
   EXPECT_EQ(std::count(s.steps.begin(), s.steps.end(), "stopping"), 0);
   EXPECT_NE(s.log.str().find("no loop"), std::string::npos) << s.log.str();
 }
@@ -146,7 +147,7 @@ TEST(RunSession, ALoopErrorIsLoggedAndTheMountStillEndsCleanly) {
   Session s;
   s.driver.loop_result = -EIO;
   EXPECT_EQ(s.run(), 0);
-  EXPECT_EQ(s.steps.back(), "unmount");
+  EXPECT_EQ(s.steps.end()[-2], "unmount");
   EXPECT_NE(s.log.str().find("FUSE loop for " + s.opts.mountpoint + " ended with error"),
             std::string::npos)
       << s.log.str();
@@ -156,7 +157,8 @@ TEST(RunSession, WithoutBusyPollingLibfuseReadsTheDeviceItself) {
   Session s;
   s.opts.busy_poll_us = 0;
   EXPECT_EQ(s.run(), 0);
-  EXPECT_EQ(s.steps, (Steps{"create", "mount", "confine", "loop", "stopping", "unmount"}));
+  EXPECT_EQ(s.steps,
+            (Steps{"create", "mount", "confine", "loop", "stopping", "unmount", "close"}));
 }
 
 }  // namespace
