@@ -83,11 +83,13 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
   c.reads.start();
 
   const Result<int> res = driver.loop(opts.single_thread, opts.threads + kReservedThreads);
+  // The loop has returned: no more interruptions, and no exit() once the
+  // session is closed.
+  stop.finish();
   if (!res) {
     spdlog::error("{}", res.error().message);
     return 3;
   }
-  stop.finish();  // the loop has returned: no more interruptions
   if (hooks.on_stopping) hooks.on_stopping();
   c.reads.drain();  // answers what is queued while the session still exists
   // A signal ends the loop with 0 here; an error in the loop is logged.
