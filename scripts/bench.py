@@ -751,6 +751,12 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (drop_caches, readahead)")
+    # The measuring sticks (scripts/bench.sh installs them): say so before
+    # a row fails halfway with a traceback.
+    missing = [t for t in ("squashfuse_ll", "mksquashfs", "fio", "dd") if not shutil.which(t)]
+    if missing:
+        sys.exit("bench: %s missing: run scripts/bench.sh, or apt-get install squashfuse "
+                 "squashfs-tools fio" % ", ".join(missing))
     # A SIGTERM (a CI timeout, kill) unwinds like ^C: the finally below
     # unmounts what the bench mounted.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
