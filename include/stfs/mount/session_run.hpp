@@ -2,7 +2,8 @@
 // libfuse so it can be tested without a mount. fuse_adapter.cpp supplies
 // the libfuse calls (FuseDriver); run_session() decides when each runs:
 // the unmount watcher before the mount, confinement before any thread,
-// the stop signals around the loop, and the unmount on every way out.
+// the stop signals around the loop, and the unmount and the session's
+// close on every way out.
 #pragma once
 
 #include <string>

@@ -82,6 +82,9 @@ struct Session {
     return rc;
   }
 
+  // Whether the session's log holds `text`.
+  bool logged(const std::string& text) const { return log.str().find(text) != std::string::npos; }
+
   TempDir dir;
   std::unique_ptr<LiveFs> live;
   MountOptions opts;
@@ -110,8 +113,7 @@ TEST(RunSession, AFailedConfinementEndsTheMountBeforeServing) {
   EXPECT_EQ(s.run(fails("no seccomp")), 3);
   EXPECT_EQ(s.steps.end()[-2], "unmount");
   EXPECT_EQ(std::count(s.steps.begin(), s.steps.end(), "loop"), 0);
-  EXPECT_NE(s.log.str().find("cannot confine the daemon of " + s.opts.mountpoint + ": no seccomp"),
-            std::string::npos)
+  EXPECT_TRUE(s.logged("cannot confine the daemon of " + s.opts.mountpoint + ": no seccomp"))
       << s.log.str();
 }
 
@@ -120,9 +122,8 @@ TEST(RunSession, AFailedMountNamesSourceAndMountpointAndLeavesNothingToUnmount) 
   s.driver.mount_fails = true;
   EXPECT_EQ(s.run(), 3);
   EXPECT_EQ(s.steps, (Steps{"create", "mount", "close"}));
-  EXPECT_NE(s.log.str().find("cannot mount /models/m.safetensors on " + s.opts.mountpoint +
-                             ": no fuse here"),
-            std::string::npos)
+  EXPECT_TRUE(
+      s.logged("cannot mount /models/m.safetensors on " + s.opts.mountpoint + ": no fuse here"))
       << s.log.str();
 }
 
@@ -131,7 +132,7 @@ TEST(RunSession, AFailedSessionStopsBeforeMounting) {
   s.driver.create_fails = true;
   EXPECT_EQ(s.run(), 3);
   EXPECT_EQ(s.steps, (Steps{"create", "close"}));
-  EXPECT_NE(s.log.str().find("no session"), std::string::npos) << s.log.str();
+  EXPECT_TRUE(s.logged("no session")) << s.log.str();
 }
 
 TEST(RunSession, ALoopThatCannotStartUnmounts) {
@@ -140,7 +141,7 @@ TEST(RunSession, ALoopThatCannotStartUnmounts) {
   EXPECT_EQ(s.run(), 3);
   EXPECT_EQ(s.steps.end()[-2], "unmount");
   EXPECT_EQ(std::count(s.steps.begin(), s.steps.end(), "stopping"), 0);
-  EXPECT_NE(s.log.str().find("no loop"), std::string::npos) << s.log.str();
+  EXPECT_TRUE(s.logged("no loop")) << s.log.str();
 }
 
 TEST(RunSession, ALoopErrorIsLoggedAndTheMountStillEndsCleanly) {
@@ -148,17 +149,14 @@ TEST(RunSession, ALoopErrorIsLoggedAndTheMountStillEndsCleanly) {
   s.driver.loop_result = -EIO;
   EXPECT_EQ(s.run(), 0);
   EXPECT_EQ(s.steps.end()[-2], "unmount");
-  EXPECT_NE(s.log.str().find("FUSE loop for " + s.opts.mountpoint + " ended with error"),
-            std::string::npos)
-      << s.log.str();
+  EXPECT_TRUE(s.logged("FUSE loop for " + s.opts.mountpoint + " ended with error")) << s.log.str();
 }
 
 TEST(RunSession, WithoutBusyPollingLibfuseReadsTheDeviceItself) {
   Session s;
   s.opts.busy_poll_us = 0;
   EXPECT_EQ(s.run(), 0);
-  EXPECT_EQ(s.steps,
-            (Steps{"create", "mount", "confine", "loop", "stopping", "unmount", "close"}));
+  EXPECT_EQ(s.steps, (Steps{"create", "mount", "confine", "loop", "stopping", "unmount", "close"}));
 }
 
 }  // namespace
