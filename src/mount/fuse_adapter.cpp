@@ -70,10 +70,17 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
 
 // libfuse's loop reads the device through the poller; replies go out as
 // libfuse would send them (splice stays on: a custom io without it copies).
+// INIT passes by InitReply on its way in and out.
 ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
-  return static_cast<Context*>(userdata)->poller.read(fd, buf, len);
+  auto* c = static_cast<Context*>(userdata);
+  const ssize_t n = c->poller.read(fd, buf, len);
+  if (n > 0) c->init_reply.saw_request(buf, static_cast<size_t>(n));
+  return n;
 }
-ssize_t device_writev(int fd, iovec* iov, int count, void*) { return ::writev(fd, iov, count); }
+ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
+  static_cast<Context*>(userdata)->init_reply.amend(iov, count);
+  return ::writev(fd, iov, count);
+}
 ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
                       void*) {
   return ::splice(in, in_off, out, out_off, len, flags);
@@ -111,15 +118,21 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) c->stateless_opens = false;
   if (c->opts->direct_io) {
     // The kernel refuses shared mappings of direct_io files (ENODEV) unless
-    // asked to serve them from its page cache, which libfuse 3.16 can ask.
+    // asked to serve them from its page cache: libfuse 3.16 asks; for an
+    // older one the INIT reply is amended on its way out (init_reply.hpp).
     bool maps = false;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
     if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP) {
       conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
       maps = true;
     }
+#else
+    if (c->init_reply.offers_direct_io_mmap()) {
+      c->init_reply.ask_direct_io_mmap();
+      maps = true;
+    }
 #endif
-    c->log_direct_io_mappings(maps, fuse_pkgversion());
+    c->log_direct_io_mappings(maps);
   }
   if (c->on_ready) c->on_ready();
 }

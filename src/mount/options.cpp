@@ -234,7 +234,7 @@ std::string_view mount_options_help() {
          "                       each read is copied once, into the reader's buffer\n"
          "                       (for copying a model out once; slower re-reads);\n"
          "                       implies source_cache=keep unless given.\n"
-         "                       Shared mappings need libfuse >= 3.16 (else ENODEV)\n"
+         "                       Shared mappings need Linux >= 6.6 (else ENODEV)\n"
          "  poll=SECONDS         compare the source (folder or file) for changes this\n"
          "                       often; 0: never (default 5 on network and FUSE\n"
          "                       filesystems, else 0: inotify for a folder, and a\n"

@@ -64,8 +64,9 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
     return 3;
   }
   u.mounted = true;
-  // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone.
-  if (c.poller.window().count() > 0) driver.route_device_reads();
+  // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone,
+  // unless -o direct_io needs to see INIT go by (init_reply.hpp).
+  if (c.poller.window().count() > 0 || c.opts->direct_io) driver.route_device_reads();
   if (u.watcher) announce_mount(*u.watcher, opts.mountpoint);
   c.read_ahead.prepare();
   // Confined before any other thread starts: they inherit it.

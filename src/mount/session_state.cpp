@@ -92,14 +92,16 @@ void SessionState::read_failed(const ReadError& e) {
   if (e.log) log_failure_once(e.message);
 }
 
-void SessionState::log_direct_io_mappings(bool maps, const char* libfuse_version) const {
+void SessionState::log_direct_io_mappings(bool maps) const {
   if (maps) {
     spdlog::info("{}: direct_io; shared mappings are served from the page cache", opts->mountpoint);
   } else {
+    // Asked for whatever libfuse this is (init_reply.hpp): only the kernel
+    // can refuse, up to Linux 6.5.
     spdlog::warn(
-        "{}: direct_io: shared mappings of its files fail with ENODEV (libfuse {} "
-        "cannot ask the kernel for them; 3.16 can)",
-        opts->mountpoint, libfuse_version);
+        "{}: direct_io: shared mappings of its files fail with ENODEV (this kernel does "
+        "not offer FUSE_DIRECT_IO_ALLOW_MMAP; Linux 6.6 and later do)",
+        opts->mountpoint);
   }
 }
 

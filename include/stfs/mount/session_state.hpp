@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "stfs/mount/device_poll.hpp"
+#include "stfs/mount/init_reply.hpp"
 #include "stfs/mount/live.hpp"
 #include "stfs/mount/options.hpp"
 #include "stfs/source/io_pool.hpp"
@@ -154,7 +155,7 @@ struct SessionState {
   void read_failed(const ReadError& e);
   // -o direct_io at INIT: whether shared mappings of its files work
   // (`maps`: the kernel serves them from its page cache), said once.
-  void log_direct_io_mappings(bool maps, const char* libfuse_version) const;
+  void log_direct_io_mappings(bool maps) const;
 
   LiveFs* live;
   const MountOptions* opts;
@@ -176,6 +177,9 @@ struct SessionState {
   std::atomic<bool> stateless_opens;
   // Reads the device for libfuse's loop threads (device_poll.hpp).
   DevicePoller poller;
+  // INIT's offer and reply, where libfuse cannot ask for mappings of
+  // direct_io files itself (init_reply.hpp).
+  InitReply init_reply;
 };
 
 }  // namespace stfs

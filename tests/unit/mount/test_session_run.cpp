@@ -159,5 +159,15 @@ TEST(RunSession, WithoutBusyPollingLibfuseReadsTheDeviceItself) {
   EXPECT_EQ(s.steps, (Steps{"create", "mount", "confine", "loop", "stopping", "unmount", "close"}));
 }
 
+TEST(RunSession, DirectIoRoutesTheDeviceEvenWithoutBusyPolling) {
+  // INIT must pass InitReply on its way (init_reply.hpp), before confining.
+  Session s;
+  s.opts.busy_poll_us = 0;
+  s.opts.direct_io = true;
+  EXPECT_EQ(s.run(), 0);
+  EXPECT_EQ(s.steps, (Steps{"create", "mount", "poll", "confine", "loop", "stopping", "unmount",
+                            "close"}));
+}
+
 }  // namespace
 }  // namespace stfs
