@@ -227,6 +227,22 @@ class DirectIo(unittest.TestCase):
         else:
             self.assertIn("shared mappings of its files fail with ENODEV", mnt.log_text)
 
+    def test_shared_mappings_without_busy_polling(self):
+        """busy_poll_us=0 leaves the device reads to libfuse, except that
+        INIT must still pass stfs (init_reply.hpp) for the flag to be asked."""
+        import errno
+        import mmap
+        with Mount(self.src, "-o", "direct_io,busy_poll_us=0") as mnt:
+            with open(os.path.join(mnt.path, "b"), "rb") as f:
+                if kernel_version() >= (6, 6):
+                    shared = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                    self.assertEqual(shared[:], self.data["b"])
+                    shared.close()
+                else:
+                    with self.assertRaises(OSError) as cm:
+                        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                    self.assertEqual(cm.exception.errno, errno.ENODEV)
+
     def test_one_copy_in_the_source_cache(self):
         if os.geteuid() != 0 or not shutil.which("fincore"):
             self.skipTest("needs root (drop_caches) and fincore")
