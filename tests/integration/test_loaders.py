@@ -218,7 +218,19 @@ class Originals(unittest.TestCase):
 
     @require_safetensors
     def test_the_safetensors_library_loads_every_model_of_the_mount(self):
-        with Mount(self.tmp, "-o", "originals,packed") as mnt:
+        self.loads_every_model("originals,packed")
+
+    @require_safetensors
+    def test_the_library_loads_every_model_under_direct_io(self):
+        # The library maps (MAP_SHARED): direct_io files allow that where the
+        # kernel serves such mappings from its page cache (Linux 6.6).
+        release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+        if release < (6, 6):
+            self.skipTest("Linux %d.%d maps no direct_io file (6.6 does)" % release)
+        self.loads_every_model("originals,packed,direct_io")
+
+    def loads_every_model(self, opts):
+        with Mount(self.tmp, "-o", opts) as mnt:
             loaded = 0
             for src in models_under(self.tmp):
                 if os.path.basename(src) == "broken.safetensors":
