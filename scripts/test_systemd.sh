@@ -112,8 +112,21 @@ if [ -z "$init" ]; then
   exit 1
 fi
 in_ct() { nsenter -t "$init" -a "$@"; }
-state=$(timeout 120 nsenter -t "$init" -a systemctl is-system-running --wait 2>/dev/null)
-ok "systemd booted in the container ($state)"
+# Early in the boot systemctl finds no systemd yet ("offline": no
+# /run/systemd/system) or cannot reach its bus (nothing printed); once it
+# can, --wait returns when the boot is done: "running", or "degraded" if a
+# unit of the container failed.
+state=
+start=$SECONDS
+deadline=$((start + 120))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  state=$(timeout 120 nsenter -t "$init" -a systemctl is-system-running --wait 2>/dev/null)
+  case "$state" in "" | offline) sleep 0.2 ;; *) break ;; esac
+done
+case "$state" in
+  running | degraded) ok "systemd booted in the container ($state)" ;;
+  *) bad "systemd booted in the container (is-system-running: '$state' after $((SECONDS - start)) s)" ;;
+esac
 
 want=$(python3 - "$REPO/samples/tiny-llama.safetensors" <<'EOF'
 import json, struct, sys, hashlib
