@@ -286,6 +286,24 @@ class CheckpointRows:
                     "stfs -o direct_io", "stfs",
                     self.pairs_of(reread(os.path.join(done_mp, "all")),
                                   reread(os.path.join(one_mp, "all"))))
+
+        # Small reads: a reader of 4 KiB pieces sends one READ a piece under
+        # direct_io, cached or not; the default reads ahead a window at a
+        # time and answers repeats from the mount's cache.
+        small = 64 * MiB
+
+        def dd_4k(path):
+            self.sh("dd", "if=" + path, "of=/dev/null", "bs=4k", "count=%d" % (small // 4096),
+                    "status=none")
+
+        for label, fn in (("first read, source warm", lambda path: self.warm_then(
+                              lambda: dd_4k(path), self.one)),
+                          ("re-read", lambda path: lambda: (dd_4k(path),
+                                                            self.timed(lambda: dd_4k(path)))[1])):
+            self.report("small reads (dd bs=4k, 64 MiB of one tensor), %s: stfs -o direct_io / "
+                        "stfs" % label, "stfs -o direct_io", "stfs",
+                        self.pairs_of(fn(os.path.join(done_mp, "all")),
+                                      fn(os.path.join(one_mp, "all")), total=small))
         for m in ((done_mp, done_p), (one_mp, one_p), (dmp, dp), (mp, p)):
             self.b.umount(*m)
 
