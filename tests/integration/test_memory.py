@@ -198,7 +198,6 @@ class DirectIo(unittest.TestCase):
             self.assertGreater(checked, 30)
 
     def test_shared_mappings_follow_the_kernel(self):
-        import errno
         import mmap
         # libfuse 3.14 cannot ask for them itself: stfs adds the flag to its
         # INIT reply (init_reply.hpp), so only the kernel decides.
@@ -214,14 +213,7 @@ class DirectIo(unittest.TestCase):
                 private = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
                 self.assertEqual(private[:], self.data["a"])
                 private.close()
-                if maps:
-                    shared = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-                    self.assertEqual(shared[:], self.data["a"])
-                    shared.close()
-                else:
-                    with self.assertRaises(OSError) as cm:
-                        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-                    self.assertEqual(cm.exception.errno, errno.ENODEV)
+                self.assert_shared_mapping(f, "a", maps)
         if maps:
             self.assertIn("shared mappings are served from the page cache", mnt.log_text)
         else:
@@ -230,18 +222,23 @@ class DirectIo(unittest.TestCase):
     def test_shared_mappings_without_busy_polling(self):
         """busy_poll_us=0 leaves the device reads to libfuse, except that
         INIT must still pass stfs (init_reply.hpp) for the flag to be asked."""
-        import errno
-        import mmap
         with Mount(self.src, "-o", "direct_io,busy_poll_us=0") as mnt:
             with open(os.path.join(mnt.path, "b"), "rb") as f:
-                if kernel_version() >= (6, 6):
-                    shared = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-                    self.assertEqual(shared[:], self.data["b"])
-                    shared.close()
-                else:
-                    with self.assertRaises(OSError) as cm:
-                        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-                    self.assertEqual(cm.exception.errno, errno.ENODEV)
+                self.assert_shared_mapping(f, "b", kernel_version() >= (6, 6))
+
+    def assert_shared_mapping(self, f, name, maps):
+        """A shared mapping of open tensor file `f` holds tensor `name`'s
+        bytes if `maps`, else fails with ENODEV."""
+        import errno
+        import mmap
+        if maps:
+            shared = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            self.assertEqual(shared[:], self.data[name])
+            shared.close()
+        else:
+            with self.assertRaises(OSError) as cm:
+                mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            self.assertEqual(cm.exception.errno, errno.ENODEV)
 
     def test_one_copy_in_the_source_cache(self):
         if os.geteuid() != 0 or not shutil.which("fincore"):
