@@ -16,6 +16,14 @@ SAMPLE = os.environ.get("STFS_SAMPLE", "")
 CORPUS = os.environ.get("STFS_CORPUS_DIR") or os.environ.get("STFS_CORPUS_DIR_DEFAULT", "")
 
 
+def direct_io_maps():
+    """Whether this kernel serves shared mappings of direct_io files
+    (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6), which stfs asks for with any
+    libfuse (init_reply.hpp)."""
+    release = os.uname().release.split("-")[0].split(".")[:2]
+    return tuple(int(x) for x in release) >= (6, 6)
+
+
 def fuse_usable():
     return os.path.exists("/dev/fuse") and os.access("/dev/fuse", os.R_OK | os.W_OK)
 

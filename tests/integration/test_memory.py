@@ -120,11 +120,6 @@ class SourceCache(unittest.TestCase):
                 self.assertEqual(data, src.read(4096), off)
 
 
-def kernel_version():
-    """(major, minor) of the running kernel, from uname."""
-    return tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
-
-
 @lib.require_fuse
 class DirectIo(unittest.TestCase):
     """-o direct_io: source bytes go to the reader without the mount's page
@@ -201,7 +196,7 @@ class DirectIo(unittest.TestCase):
         import mmap
         # libfuse 3.14 cannot ask for them itself: stfs adds the flag to its
         # INIT reply (init_reply.hpp), so only the kernel decides.
-        maps = kernel_version() >= (6, 6)
+        maps = lib.direct_io_maps()
         # -v: the line saying mappings work is at info level.
         with Mount(self.src, "-v", "-o", "direct_io") as mnt:
             # The JSON files are never direct_io: mappable everywhere.
@@ -224,7 +219,7 @@ class DirectIo(unittest.TestCase):
         INIT must still pass stfs (init_reply.hpp) for the flag to be asked."""
         with Mount(self.src, "-o", "direct_io,busy_poll_us=0") as mnt:
             with open(os.path.join(mnt.path, "b"), "rb") as f:
-                self.assert_shared_mapping(f, "b", kernel_version() >= (6, 6))
+                self.assert_shared_mapping(f, "b", lib.direct_io_maps())
 
     def assert_shared_mapping(self, f, name, maps):
         """A shared mapping of open tensor file `f` holds tensor `name`'s
