@@ -276,10 +276,10 @@ class CheckpointRows:
                                   self.warm_then(lambda: read_whole(os.path.join(done_mp, "all")),
                                             self.one)))
 
-        def reread(path):
+        def reread(path, read=read_whole):
             def run():
-                read_whole(path)  # the first read: both caches warm after it
-                return self.timed(lambda: read_whole(path))
+                read(path)  # the first read: both caches warm after it
+                return self.timed(lambda: read(path))
             return run
 
         self.report("re-read of one tensor (0.9 GB), everything warm: stfs -o direct_io / stfs",
@@ -296,10 +296,11 @@ class CheckpointRows:
             self.sh("dd", "if=" + path, "of=/dev/null", "bs=4k", "count=%d" % (small // 4096),
                     "status=none")
 
-        for label, fn in (("first read, source warm", lambda path: self.warm_then(
-                              lambda: dd_4k(path), self.one)),
-                          ("re-read", lambda path: lambda: (dd_4k(path),
-                                                            self.timed(lambda: dd_4k(path)))[1])):
+        def first_4k(path):
+            return self.warm_then(lambda: dd_4k(path), self.one)
+
+        for label, fn in (("first read, source warm", first_4k),
+                          ("re-read", lambda path: reread(path, dd_4k))):
             self.report("small reads (dd bs=4k, 64 MiB of one tensor), %s: stfs -o direct_io / "
                         "stfs" % label, "stfs -o direct_io", "stfs",
                         self.pairs_of(fn(os.path.join(done_mp, "all")),
