@@ -120,7 +120,8 @@ state=
 start=$SECONDS
 deadline=$((start + 120))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  state=$(timeout 120 nsenter -t "$init" -a systemctl is-system-running --wait 2>/dev/null)
+  state=$(timeout $((deadline - SECONDS)) nsenter -t "$init" -a systemctl is-system-running \
+    --wait 2>/dev/null)
   case "$state" in "" | offline) sleep 0.2 ;; *) break ;; esac
 done
 case "$state" in
