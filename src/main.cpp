@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,6 +18,7 @@
 #include "stfs/mount/fuse_session.hpp"
 #include "stfs/mount/logging.hpp"
 #include "stfs/mount/options.hpp"
+#include "stfs/mount/supervisor.hpp"
 
 #ifndef STFS_VERSION
 #define STFS_VERSION "unknown"
@@ -28,6 +30,7 @@ const char kHelp[] =
     "Usage: stfs [options] SOURCE MOUNTPOINT [options]\n"
     "       stfs --check FILE...\n"
     "       stfs --sandbox-test SOURCE [-o OPT]\n"
+    "       stfs --restart MOUNTPOINT\n"
     "       stfs --help | --version\n"
     "\n"
     "Mount a safetensors or GGUF model file, or a folder of them, read-only:\n"
@@ -52,6 +55,11 @@ const char kHelp[] =
     "                 outside the source, write, exec, connect, ptrace, regain\n"
     "                 privileges), print each result; exit 0 only if every\n"
     "                 attempt was refused\n"
+    "  --restart      replace the daemon serving MOUNTPOINT with the stfs now\n"
+    "                 installed at the path the mount was started from, while\n"
+    "                 readers read (root and the mount's owner only); exit 0\n"
+    "                 once the new daemon serves, 3 if the mount cannot be\n"
+    "                 resumed (nothing changes then)\n"
     "  -h, --help     show this help and exit\n"
     "  -V, --version  show the version and exit\n"
     "\n";
@@ -73,8 +81,18 @@ int usage_error(const std::string& msg) {
 //   SPEC DIR [-sfnv] [-N ns] [-o opts] [-t type]
 // -f is a fake run, -s sloppy, -n ignored (no mtab), -v verbose. The helper
 // always daemonises and returns once the mount answers.
+// What a takeover runs again (supervisor.hpp): the program at the path this
+// one was started from, with the same arguments.
+void remember_invocation(stfs::MountOptions& mo, int argc, char** argv) {
+  char exe[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) mo.exe.assign(exe, static_cast<std::size_t>(n));
+  mo.argv.assign(argv, argv + argc);
+}
+
 int helper_main(int argc, char** argv) {
   stfs::MountOptions mo;
+  remember_invocation(mo, argc, argv);
   mo.helper = true;
   std::vector<std::string> option_lists;
   const char* ns = nullptr;
@@ -133,9 +151,10 @@ bool is_helper_name(const char* argv0) {
 
 int main(int argc, char** argv) {
   if (argc > 0 && is_helper_name(argv[0])) return helper_main(argc, argv);
-  enum { kOptCheck = 1000, kOptSandboxTest };
+  enum { kOptCheck = 1000, kOptSandboxTest, kOptRestart };
   static const option kLong[] = {
       {"check", no_argument, nullptr, kOptCheck},
+      {"restart", no_argument, nullptr, kOptRestart},
       {"sandbox-test", no_argument, nullptr, kOptSandboxTest},
       {"help", no_argument, nullptr, 'h'},
       {"version", no_argument, nullptr, 'V'},
@@ -143,7 +162,9 @@ int main(int argc, char** argv) {
       {nullptr, 0, nullptr, 0},
   };
   bool check = false;
+  bool restart = false;
   stfs::MountOptions mo;
+  remember_invocation(mo, argc, argv);
   opterr = 0;
   int c;
   // Options go anywhere, as with sshfs and squashfuse: getopt permutes, so
@@ -151,6 +172,7 @@ int main(int argc, char** argv) {
   while ((c = getopt_long(argc, argv, "hVvfdso:", kLong, nullptr)) != -1) {
     switch (c) {
       case kOptCheck: check = true; break;
+      case kOptRestart: restart = true; break;
       case kOptSandboxTest: mo.sandbox_test = true; break;
       case 'h':
         std::fputs(kHelp, stdout);
@@ -181,6 +203,10 @@ int main(int argc, char** argv) {
   if (check) {
     if (args.empty()) return usage_error("--check needs at least one FILE");
     return stfs::run_check(args, stdout, mo.limits);
+  }
+  if (restart) {
+    if (args.size() != 1) return usage_error("--restart needs one MOUNTPOINT");
+    return stfs::run_restart(args[0]);
   }
   if (mo.sandbox_test) {
     if (args.size() != 1) return usage_error("--sandbox-test needs one SOURCE");

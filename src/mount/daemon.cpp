@@ -1,14 +1,18 @@
-// Mount lifecycle. The parent does every check that can fail with a clear
-// message on the user's terminal (source, mountpoint), then forks; the child
-// mounts and reports through a pipe: one byte, 0 once the kernel's INIT has
-// arrived, or an exit code. libfuse 3.14's own fuse_daemonize parent always
-// exits 0, which is the "mount said OK, then the directory is dead" bug
-// this avoids.
+// Mount lifecycle. The command checks what it can before anything is
+// opened (options, mountpoint). Without -f it then forks, and the parent
+// waits for a report through a pipe: one byte, 0 once the kernel's INIT has
+// arrived, or an exit code (libfuse 3.14's own fuse_daemonize parent always
+// exits 0: the "mount said OK, then the directory is dead" bug this
+// avoids). Then the process splits: it stays the supervisor (supervisor.hpp)
+// and its child, the daemon, opens the source, mounts and serves. A daemon
+// the supervisor starts later takes the mount over instead of mounting.
 #include "stfs/mount/daemon.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -34,6 +38,8 @@
 #include "stfs/mount/sandbox.hpp"
 #include "stfs/source/path_walk.hpp"
 #include "stfs/mount/sd_notify.hpp"
+#include "stfs/mount/supervisor.hpp"
+#include "stfs/mount/supervisor_link.hpp"
 #include "stfs/namespace/tree.hpp"
 #include "stfs/namespace/watcher.hpp"
 
@@ -180,8 +186,10 @@ bool mount_answers(const std::string& mountpoint) {
   return r == 0 && static_cast<unsigned long>(sf.f_type) == 0x65735546UL;  // FUSE_SUPER_MAGIC
 }
 
-// Reaps the daemon we forked, which is ending: after 5 s, ends it.
+// Ends the supervisor we forked (and so its daemon, which unmounts): after
+// 5 s, kills it.
 void end_child(pid_t pid) {
+  ::kill(pid, SIGTERM);
   for (int i = 0; i < 100; ++i) {
     if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
     ::usleep(50'000);
@@ -191,10 +199,62 @@ void end_child(pid_t pid) {
   }
 }
 
+// Without -f: forks; the parent waits for the daemon's report and returns
+// the command's exit code; the child returns -1 and goes on, holding the
+// pipe's write end in `ready_fd`.
+int wait_in_parent(const MountOptions& o, int& ready_fd) {
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    spdlog::error("cannot create a pipe: {}", std::strerror(errno));
+    return kExitMountFailed;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("cannot fork: {}", std::strerror(errno));
+    return kExitMountFailed;
+  }
+  if (pid == 0) {
+    ::close(status_pipe[0]);
+    ready_fd = status_pipe[1];
+    return -1;
+  }
+  ::close(status_pipe[1]);
+  unsigned char status = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_pipe[0], &status, 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(status_pipe[0]);
+  if (n == 1 && status == 0) {
+    // The daemon said ready from init(), before libfuse's own checks of
+    // the answer to INIT: a request must come back before we say so too.
+    if (mount_answers(o.mountpoint)) return kExitOk;
+    spdlog::error("the mount on {} stopped answering as it came up (the daemon's reason is "
+                  "in the system log)",
+                  o.mountpoint);
+    end_child(pid);
+    return kExitMountFailed;
+  }
+  // The daemon failed before the mount answered; it has said why on our
+  // shared stderr, and the supervisor ends with its code. Reap it so
+  // nothing is left behind.
+  int ws = 0;
+  while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (n == 1) return status;
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) return WEXITSTATUS(ws);
+  spdlog::error("the stfs daemon for {} died before the mount was ready", o.mountpoint);
+  return kExitMountFailed;
+}
+
 }  // namespace
 
 int run_mount(MountOptions o) {
   raise_fd_limit();
+  // A daemon that the supervisor started to take the mount over.
+  auto handed = SupervisorLink::from_environment();
+  const bool takeover = handed.has_value() && !o.sandbox_test && !o.fake;
+  if (takeover) o.foreground = true;
   auto src = canonical(o.source);
   if (!src) {
     spdlog::error("cannot mount {}: {}", o.source, src.error().message);
@@ -229,8 +289,56 @@ int run_mount(MountOptions o) {
     return kExitMountFailed;
   }
 
-  if (!o.sandbox_test) {
+  std::unique_ptr<SupervisorLink> link;
+  Handover handover;
+  int ready_fd = -1;
+  if (takeover) {
+    auto mp = canonical(o.mountpoint);
+    if (mp) o.mountpoint = *mp;
+    link = std::make_unique<SupervisorLink>(std::move(*handed));
+    auto h = link->receive_handover(10'000);
+    if (!h) {
+      spdlog::error("cannot take {} over: {}", o.mountpoint, h.error().message);
+      return kExitMountFailed;
+    }
+    handover = std::move(*h);
+  } else if (!o.sandbox_test) {
     if (int rc = check_mountpoint(o); rc != kExitOk) return rc;
+  }
+  if (!takeover && !o.sandbox_test && !o.fake) {
+    if (!o.foreground) {
+      if (int rc = wait_in_parent(o, ready_fd); rc >= 0) return rc;
+    }
+    // Forked before the source is opened: the supervisor holds none of it.
+    int sp[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+      spdlog::error("cannot create the supervisor's socket: {}", std::strerror(errno));
+      return kExitMountFailed;
+    }
+    const pid_t daemon = ::fork();
+    if (daemon < 0) {
+      spdlog::error("cannot fork: {}", std::strerror(errno));
+      return kExitMountFailed;
+    }
+    if (daemon > 0) {
+      ::close(sp[1]);
+      if (ready_fd >= 0) ::close(ready_fd);  // the daemon reports, not us
+      SupervisorConfig cfg;
+      cfg.first_link = UniqueFd(sp[0]);
+      cfg.first = daemon;
+      cfg.mountpoint = o.mountpoint;
+      cfg.exe = o.exe;
+      cfg.argv = o.argv;
+      char cwd[PATH_MAX];
+      if (::getcwd(cwd, sizeof cwd)) cfg.cwd = cwd;
+      cfg.auto_unmount = o.auto_unmount;
+      cfg.background = !o.foreground;
+      const int rc = run_supervisor(std::move(cfg));
+      if (!o.foreground) ::_exit(rc);
+      return rc;
+    }
+    ::close(sp[0]);
+    link = std::make_unique<SupervisorLink>(UniqueFd(sp[1]));
   }
   std::unique_ptr<Filesystem> fs;
   // A folder is watched (inotify, or a poll where inotify is blind); a file
@@ -246,6 +354,13 @@ int run_mount(MountOptions o) {
   }
 
   const bool dynamic = fs->tree().hashed_inos();
+  const std::string token = mount_token(o.source, dynamic);
+  if (takeover && handover.token != token) {
+    spdlog::error("cannot take {} over: {} changed since it was mounted, so its inode numbers "
+                  "would name other bytes",
+                  o.mountpoint, o.source);
+    return kExitMountFailed;
+  }
   auto plan = plan_sandbox(o, fs->tree(), dynamic);
   if (!plan) {
     spdlog::error("cannot {} {}: {}", o.sandbox_test ? "plan the sandbox for" : "mount", o.source,
@@ -298,57 +413,18 @@ int run_mount(MountOptions o) {
     return {};
   };
   if (o.foreground) {
-    return serve(live, o, {confine_now, notify_ready, notify_stopping, source_gone});
+    return serve(live, o, {confine_now, notify_ready, notify_stopping, source_gone, token},
+                 link.get(), takeover ? &handover : nullptr);
   }
 
-  int status_pipe[2];
-  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
-    spdlog::error("cannot create a pipe: {}", std::strerror(errno));
-    return kExitMountFailed;
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    spdlog::error("cannot fork: {}", std::strerror(errno));
-    return kExitMountFailed;
-  }
-  if (pid > 0) {
-    ::close(status_pipe[1]);
-    unsigned char status = 0;
-    ssize_t n;
-    do {
-      n = ::read(status_pipe[0], &status, 1);
-    } while (n < 0 && errno == EINTR);
-    ::close(status_pipe[0]);
-    if (n == 1 && status == 0) {
-      // The daemon said ready from init(), before libfuse's own checks of
-      // the answer to INIT: a request must come back before we say so too.
-      if (mount_answers(o.mountpoint)) return kExitOk;
-      spdlog::error("the mount on {} stopped answering as it came up (the daemon's reason is "
-                    "in the system log)",
-                    o.mountpoint);
-      end_child(pid);
-      return kExitMountFailed;
-    }
-    // The child failed before the mount answered; it has said why on our
-    // shared stderr. Reap it so nothing is left behind.
-    int ws = 0;
-    while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-    }
-    if (n == 1) return status;
-    if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) return WEXITSTATUS(ws);
-    spdlog::error("the stfs daemon for {} died before the mount was ready", o.mountpoint);
-    return kExitMountFailed;
-  }
-
-  // Child: a daemon out of the way of the mountpoint, in a session of its
-  // own once mounted (below): an automount trigger (x-systemd.automount)
-  // holds the mountpoint's lookups, libfuse's stat included, for every
-  // process but those of the group that systemd's mount helper runs in.
-  ::close(status_pipe[0]);
+  // The daemon of a background mount: out of the way of the mountpoint, in
+  // a session of its own once mounted (below): an automount trigger
+  // (x-systemd.automount) holds the mountpoint's lookups, libfuse's stat
+  // included, for every process but those of the group that systemd's
+  // mount helper runs in.
   if (::chdir("/") != 0) {
     // "/" always exists; nothing to do but go on.
   }
-  int ready_fd = status_pipe[1];
   // Opened now: the sandbox refuses both once serving.
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   auto syslog = make_logger(LogTarget::kSyslog, o.verbose, o.debug);
@@ -368,7 +444,8 @@ int run_mount(MountOptions o) {
     ::setsid();
     return confine_now();
   };
-  int rc = serve(live, o, {detach_and_confine, on_ready, notify_stopping, source_gone});
+  int rc = serve(live, o, {detach_and_confine, on_ready, notify_stopping, source_gone, token},
+                 link.get());
   if (ready_fd >= 0) {
     unsigned char code = static_cast<unsigned char>(rc == 0 ? kExitMountFailed : rc);
     ssize_t w = ::write(ready_fd, &code, 1);

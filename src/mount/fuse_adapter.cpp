@@ -19,6 +19,7 @@
 #include <new>
 #include <vector>
 
+#include "stfs/mount/resume.hpp"
 #include "stfs/mount/session_run.hpp"
 #include "stfs/mount/session_state.hpp"
 #include "stfs/source/splice_pipe.hpp"
@@ -38,8 +39,14 @@ std::shared_ptr<Filesystem> fs_for(fuse_req_t req, fuse_ino_t ino) {
 }
 // The generation an open file answers from: the one it was opened in, or
 // the inode's where opens send no message (SessionState::stateless_opens).
+// A handle an earlier daemon issued (a takeover) is looked up, never
+// followed: the inode's generation answers if it has the inode (a number
+// names the same bytes in every generation), else nullptr (ESTALE).
 std::shared_ptr<Filesystem> fs_opened(fuse_req_t req, fuse_ino_t ino, const fuse_file_info* fi) {
-  return fi && fi->fh ? reinterpret_cast<OpenFile*>(fi->fh)->fs : fs_for(req, ino);
+  if (!fi || !fi->fh) return fs_for(req, ino);
+  if (const auto* fs = ctx(req).open_files.find(fi->fh)) return *fs;
+  auto fs = fs_for(req, ino);
+  return fs->tree().node(ino) ? fs : nullptr;
 }
 
 // Runs `body`; if it throws, replies with an errno instead.
@@ -70,15 +77,37 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
 
 // libfuse's loop reads the device through the poller; replies go out as
 // libfuse would send them (splice stays on: a custom io without it copies).
-// INIT passes by InitReply on its way in and out.
+// INIT passes by InitReply on its way in and out, and by the supervisor's
+// link on its way in. A takeover's INIT comes from ResumeInit, and its
+// reply goes nowhere: then the kernel resends what was in flight.
 ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
   auto* c = static_cast<Context*>(userdata);
+  if (c->resume.armed()) {
+    if (const ssize_t fed = c->resume.feed(buf, len); fed >= 0) {
+      c->init_reply.saw_request(buf, static_cast<size_t>(fed));
+      return fed;
+    }
+  }
   const ssize_t n = c->poller.read(fd, buf, len);
-  if (n > 0) c->init_reply.saw_request(buf, static_cast<size_t>(n));
+  if (n > 0) {
+    c->init_reply.saw_request(buf, static_cast<size_t>(n));
+    if (c->link) c->link->saw_request(buf, static_cast<size_t>(n));
+  }
   return n;
 }
 ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
-  static_cast<Context*>(userdata)->init_reply.amend(iov, count);
+  auto* c = static_cast<Context*>(userdata);
+  if (c->resume.swallow(iov, count)) {
+    ssize_t total = 0;
+    for (int i = 0; i < count; ++i) total += static_cast<ssize_t>(iov[i].iov_len);
+    if (c->resume.resends_at_start()) {
+      if (auto r = request_resend(fd); !r) spdlog::warn("{}", r.error().message);
+    }
+    spdlog::info("{}: taken over; serving again", c->opts->mountpoint);
+    if (c->link) c->link->serving();
+    return total;
+  }
+  c->init_reply.amend(iov, count);
   return ::writev(fd, iov, count);
 }
 ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
@@ -86,15 +115,17 @@ ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len
   return ::splice(in, in_off, out, out_off, len, flags);
 }
 
-void route_device_reads(fuse_session* se) {
+bool route_device_reads(fuse_session* se, int fd) {
   fuse_custom_io io{};
   io.read = device_read;
   io.writev = device_writev;
   io.splice_receive = device_splice;
   io.splice_send = device_splice;
-  if (fuse_session_custom_io(se, &io, fuse_session_fd(se)) != 0) {
+  if (fuse_session_custom_io(se, &io, fd) != 0) {
     spdlog::debug("libfuse kept its own device reads: no polling before sleep");
+    return false;
   }
+  return true;
 }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
@@ -135,6 +166,8 @@ void op_init(void* userdata, fuse_conn_info* conn) {
     c->log_direct_io_mappings(maps);
   }
   if (c->on_ready) c->on_ready();
+  // A takeover says it serves once INIT's reply is dropped (device_writev).
+  if (c->link && !c->resume.armed()) c->link->serving();
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -169,7 +202,9 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* f) {
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ctx(req).read_ahead.once();
   guarded(req, [&] {
-    auto r = fs_opened(req, ino, fi)->getattr(ino);
+    const auto fs = fs_opened(req, ino, fi);
+    if (!fs) return fuse_reply_err(req, ESTALE), void();
+    auto r = fs->getattr(ino);
     if (!r) return reply_error(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).timeout);
   });
@@ -190,8 +225,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // -o direct_io: source bytes go straight to the reader (options.hpp);
     // the JSON files stay cached.
     if (ctx(req).opts->direct_io && !fs->in_memory(ino)) fi->direct_io = 1;
-    OpenFile* handle = ctx(req).open_files.open(std::move(fs));
-    fi->fh = reinterpret_cast<std::uint64_t>(handle);
+    const std::uint64_t handle = ctx(req).open_files.open(std::move(fs));
+    if (handle == 0) return fuse_reply_err(req, ENFILE), void();
+    fi->fh = handle;
     // Interrupted: no RELEASE follows.
     if (fuse_reply_open(req, fi) != 0) ctx(req).open_files.release(handle);
   });
@@ -226,6 +262,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     Context& c = ctx(req);
     const std::shared_ptr<Filesystem> fs = fs_opened(req, ino, fi);
+    if (!fs) return fuse_reply_err(req, ESTALE), void();
     // The JSON files are in memory: always answered here.
     if (fs->in_memory(ino)) return serve_read(req, *fs, ino, size, off);
     // Source reads run here while few are in flight; past that they go to
@@ -288,7 +325,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  if (fi->fh) ctx(req).open_files.release(reinterpret_cast<OpenFile*>(fi->fh));
+  if (fi->fh) ctx(req).open_files.release(fi->fh);
   fuse_reply_err(req, 0);
 }
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
@@ -401,7 +438,13 @@ class LibfuseDriver final : public FuseDriver {
     if (fuse_session_mount(se_, mountpoint.c_str()) == 0) return {};
     return unexpected(Error{EIO, "see the message above (is /dev/fuse usable?)"});
   }
-  void route_device_reads() override { stfs::route_device_reads(se_); }
+  Result<void> adopt(int fd) override {
+    if (stfs::route_device_reads(se_, fd)) return {};
+    ::close(fd);
+    return unexpected(Error{EIO, "libfuse refused the connection's descriptor"});
+  }
+  int device_fd() const override { return fuse_session_fd(se_); }
+  void route_device_reads() override { stfs::route_device_reads(se_, fuse_session_fd(se_)); }
   Result<int> loop(bool single_thread, unsigned max_threads) override {
     if (single_thread) return fuse_session_loop(se_);
     fuse_loop_config* cfg = fuse_loop_cfg_create();
@@ -430,10 +473,14 @@ class LibfuseDriver final : public FuseDriver {
 
 const char* libfuse_version() { return fuse_pkgversion(); }
 
-int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks) {
+int serve(LiveFs& live, const MountOptions& opts, SessionHooks hooks, SupervisorLink* link,
+          Handover* takeover) {
   Context c(live, opts);
+  c.link = link;
   LibfuseDriver driver(c);
-  return run_session(driver, c, std::move(hooks));
+  if (!takeover) return run_session(driver, c, std::move(hooks));
+  c.resume.arm(std::move(takeover->init), takeover->resend_at_start);
+  return run_session(driver, c, std::move(hooks), takeover->fuse.release());
 }
 
 }  // namespace stfs

@@ -40,7 +40,8 @@ std::optional<MountEntry> find_mount(const std::string& path) {
     std::size_t dash = 6;
     while (dash < f.size() && f[dash] != "-") ++dash;
     if (dash + 2 >= f.size()) continue;
-    found = MountEntry{f[2], path, f[dash + 1], unescape_mountinfo(f[dash + 2])};
+    found = MountEntry{f[2], path, f[dash + 1], unescape_mountinfo(f[dash + 2]),
+                       dash + 3 < f.size() ? f[dash + 3] : std::string()};
   }
   return found;
 }

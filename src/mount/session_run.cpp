@@ -4,8 +4,11 @@
 
 #include <optional>
 
-#include "stfs/mount/auto_unmount.hpp"
+#include "stfs/mount/options.hpp"
+#include "stfs/mount/resume.hpp"
+#include "stfs/mount/session_state.hpp"
 #include "stfs/mount/stop_signals.hpp"
+#include "stfs/mount/supervisor_link.hpp"
 
 namespace stfs {
 namespace {
@@ -14,64 +17,63 @@ namespace {
 constexpr unsigned kReservedThreads = 2;
 
 // Unmounts on every way out once mounted, then closes the session, both
-// while the stop signals are still blocked. A confined daemon may not
-// unmount: its watcher does (auto_unmount.hpp); libfuse's unmount would be
-// killed by the filter.
+// while the stop signals are still blocked. With a supervisor, it unmounts
+// (a confined daemon may not, and a takeover daemon did not mount); a
+// daemon that retires for a new one unmounts nothing.
 struct Unmounter {
-  explicit Unmounter(FuseDriver& d) : driver(d) {}
+  Unmounter(FuseDriver& d, SessionState& s) : driver(d), c(s) {}
   Unmounter(const Unmounter&) = delete;
   Unmounter& operator=(const Unmounter&) = delete;
   ~Unmounter() {
-    if (mounted && confined && watcher) {
-      unmount_through_watcher(*watcher);
-    } else if (mounted) {
-      driver.unmount();
+    if (c.link) c.link->stop();
+    if (mounted && !c.retiring.load()) {
+      if (c.link) {
+        c.link->unmount();
+      } else {
+        driver.unmount();
+      }
     }
     driver.close();
   }
   FuseDriver& driver;
-  std::optional<UnmountWatcher> watcher;
+  SessionState& c;
   bool mounted = false;
-  bool confined = false;
 };
 
 }  // namespace
 
-int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
+int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks, int adopt) {
   const MountOptions& opts = *c.opts;
   StopSignals stop;  // first: every thread started below inherits its mask
   c.on_ready = std::move(hooks.on_ready);
   c.on_source_gone = std::move(hooks.on_source_gone);
-  Unmounter u(driver);
+  Unmounter u(driver, c);
 
   if (auto r = driver.create(kernel_mount_options(opts), opts.debug); !r) {
     spdlog::error("{}", r.error().message);
     return 3;
   }
-  // The watcher starts before the mount exists (auto_unmount.hpp). The
-  // confined daemon needs it to unmount; -o auto_unmount, to outlive us.
-  if (opts.auto_unmount || opts.sandbox) {
-    auto w = start_unmount_watcher(opts.mountpoint, opts.auto_unmount);
-    if (!w) {
-      spdlog::error("cannot mount {} on {}: unmount watcher: {}", opts.source, opts.mountpoint,
-                    w.error().message);
+  if (adopt >= 0) {
+    if (auto r = driver.adopt(adopt); !r) {
+      spdlog::error("cannot take {} over: {}", opts.mountpoint, r.error().message);
       return 3;
     }
-    u.watcher = std::move(*w);
-  }
-  if (auto r = driver.mount(opts.mountpoint); !r) {
-    spdlog::error("cannot mount {} on {}: {}", opts.source, opts.mountpoint, r.error().message);
-    return 3;
+  } else {
+    if (auto r = driver.mount(opts.mountpoint); !r) {
+      spdlog::error("cannot mount {} on {}: {}", opts.source, opts.mountpoint, r.error().message);
+      return 3;
+    }
+    // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone,
+    // unless -o direct_io needs to see INIT go by (init_reply.hpp), or a
+    // supervisor needs INIT for a later takeover.
+    if (c.poller.window().count() > 0 || c.opts->direct_io || c.link) driver.route_device_reads();
   }
   u.mounted = true;
-  // busy_poll_us=0 (or one CPU) leaves libfuse's own device reads alone,
-  // unless -o direct_io needs to see INIT go by (init_reply.hpp).
-  if (c.poller.window().count() > 0 || c.opts->direct_io) driver.route_device_reads();
-  if (u.watcher) announce_mount(*u.watcher, opts.mountpoint);
+  c.device_fd.store(driver.device_fd());
+  if (c.link && adopt < 0) c.link->mounted(driver.device_fd(), hooks.token);
   c.read_ahead.prepare();
   // Confined before any other thread starts: they inherit it.
   if (hooks.confine) {
-    u.confined = opts.sandbox;  // from here on, even if confining fails midway
     if (auto r = hooks.confine(); !r) {
       spdlog::error("cannot confine the daemon of {}: {}", opts.mountpoint, r.error().message);
       return 3;
@@ -82,6 +84,16 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
     return 3;
   }
   c.reads.start();
+  if (c.link) {
+    c.link->start(
+        [&c, &stop] {
+          c.retiring.store(true);
+          stop.retire();
+        },
+        [&c] {
+          if (auto r = request_resend(c.device_fd.load()); !r) spdlog::warn("{}", r.error().message);
+        });
+  }
 
   const Result<int> res = driver.loop(opts.single_thread, opts.threads + kReservedThreads);
   // The loop has returned: no more interruptions, and no exit() once the
@@ -91,7 +103,7 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks) {
     spdlog::error("{}", res.error().message);
     return 3;
   }
-  if (hooks.on_stopping) hooks.on_stopping();
+  if (hooks.on_stopping && !c.retiring.load()) hooks.on_stopping();
   c.reads.drain();  // answers what is queued while the session still exists
   // A signal ends the loop with 0 here; an error in the loop is logged.
   if (*res != 0 && !driver.exited()) {

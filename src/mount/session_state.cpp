@@ -1,34 +1,84 @@
 #include "stfs/mount/session_state.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <unistd.h>
+
+#include <ctime>
 
 #include "stfs/mount/mountinfo.hpp"
 
 namespace stfs {
 
-OpenFiles::~OpenFiles() {
-  for (OpenFile* f : files_) delete f;
-}
+namespace {
 
-OpenFile* OpenFiles::open(std::shared_ptr<Filesystem> fs) {
-  auto owned = std::make_unique<OpenFile>(OpenFile{std::move(fs)});
-  std::lock_guard lock(mu_);
-  files_.insert(owned.get());
-  return owned.release();
-}
-
-void OpenFiles::release(OpenFile* f) {
-  {
-    std::lock_guard lock(mu_);
-    files_.erase(f);
+std::uint32_t random_tag() {
+  std::uint32_t t = 0;
+  while (t == 0) {
+    if (::getrandom(&t, sizeof t, 0) != static_cast<ssize_t>(sizeof t)) {
+      t = static_cast<std::uint32_t>(::getpid()) ^ static_cast<std::uint32_t>(::time(nullptr));
+    }
   }
-  delete f;
+  return t;
+}
+
+}  // namespace
+
+OpenFiles::OpenFiles() : tag_(random_tag()) {}
+
+OpenFiles::~OpenFiles() {
+  for (auto& c : chunks_) delete[] c.load();
+}
+
+std::uint64_t OpenFiles::open(std::shared_ptr<Filesystem> fs) {
+  std::lock_guard lock(mu_);
+  std::uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    if (next_ >= kChunk * kChunks) return 0;
+    index = next_++;
+    auto& chunk = chunks_[index / kChunk];
+    if (!chunk.load(std::memory_order_relaxed)) {
+      chunk.store(new Slot[kChunk], std::memory_order_release);
+    }
+  }
+  Slot& s = chunks_[index / kChunk].load(std::memory_order_relaxed)[index % kChunk];
+  s.fs = std::move(fs);
+  s.used = true;
+  ++count_;
+  return (std::uint64_t{tag_} << 32) | index;
+}
+
+OpenFiles::Slot* OpenFiles::slot(std::uint64_t fh) const {
+  if (static_cast<std::uint32_t>(fh >> 32) != tag_) return nullptr;
+  const auto index = static_cast<std::uint32_t>(fh);
+  if (index / kChunk >= kChunks) return nullptr;
+  Slot* chunk = chunks_[index / kChunk].load(std::memory_order_acquire);
+  if (!chunk || !chunk[index % kChunk].used) return nullptr;
+  return &chunk[index % kChunk];
+}
+
+const std::shared_ptr<Filesystem>* OpenFiles::find(std::uint64_t fh) const {
+  Slot* s = slot(fh);
+  return s ? &s->fs : nullptr;
+}
+
+void OpenFiles::release(std::uint64_t fh) {
+  std::shared_ptr<Filesystem> old;  // dropped outside the lock
+  std::lock_guard lock(mu_);
+  Slot* s = slot(fh);
+  if (!s) return;
+  old = std::move(s->fs);
+  s->used = false;
+  free_.push_back(static_cast<std::uint32_t>(fh));
+  --count_;
 }
 
 std::size_t OpenFiles::count() const {
   std::lock_guard lock(mu_);
-  return files_.size();
+  return count_;
 }
 
 std::shared_ptr<Filesystem> HeldInodes::answering(Ino ino) const {

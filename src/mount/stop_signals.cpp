@@ -64,7 +64,11 @@ void StopSignals::run() {
   while (sigwait(&set, &sig) != 0) {
   }
   if (sig == kQuitSignal) return;
-  spdlog::info("received {}, unmounting", signal_name(sig));
+  if (retiring_.load()) {
+    spdlog::info("retiring: a new daemon takes the mount over");
+  } else {
+    spdlog::info("received {}, unmounting", signal_name(sig));
+  }
   exit_fn_(arg_);
   // One interruption may land before the serving thread starts to wait:
   // keep interrupting until finish() says the loop has returned.
@@ -72,6 +76,12 @@ void StopSignals::run() {
   while (sigtimedwait(&set, nullptr, &poke) != kQuitSignal) {
     pthread_kill(target_, kWakeSignal);
   }
+}
+
+void StopSignals::retire() {
+  if (!thread_.joinable()) return;
+  retiring_.store(true);
+  pthread_kill(thread_.native_handle(), SIGTERM);
 }
 
 void StopSignals::finish() {

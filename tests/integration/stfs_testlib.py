@@ -163,19 +163,38 @@ def find_mount(path):
     return None
 
 
-def unmount_watcher(pid):
-    """Whether `pid` is a daemon's unmount watcher (auto_unmount.hpp), a
-    fork of the daemon that serves nothing and names itself stfs-unmount."""
+def comm_of(pid):
     try:
         with open("/proc/%s/comm" % pid) as f:
-            return f.read().strip() == "stfs-unmount"
+            return f.read().strip()
     except OSError:
-        return False
+        return None
 
 
-def pids_serving(mountpoint):
-    """PIDs of stfs daemons whose command line names `mountpoint` (not
-    their unmount watchers)."""
+def supervisor_process(pid):
+    """Whether `pid` is a mount's supervisor (supervisor.hpp): it holds the
+    connection, serves nothing and names itself stfs-supervise."""
+    return comm_of(pid) == "stfs-supervise"
+
+
+def children_of(pid):
+    """PIDs whose parent is `pid` (and that are not zombies)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            fields = stat_fields("/proc/%s/stat" % p)
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(p))
+    return out
+
+
+def stfs_processes(mountpoint):
+    """PIDs of stfs processes (supervisors and daemons) whose command line
+    names `mountpoint`."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -186,10 +205,33 @@ def pids_serving(mountpoint):
         except OSError:
             continue
         if argv and os.path.basename(argv[0]) == b"stfs" and os.fsencode(mountpoint) in argv:
-            if unmount_watcher(pid):
-                continue
-            out.append(int(pid))
+            if not is_zombie(int(pid)):
+                out.append(int(pid))
     return out
+
+
+def pids_serving(mountpoint):
+    """PIDs of stfs daemons whose command line names `mountpoint` (not
+    their supervisors)."""
+    return [p for p in stfs_processes(mountpoint) if not supervisor_process(p)]
+
+
+def daemon_under(supervisor, timeout=30, other_than=None):
+    """The one stfs daemon that `supervisor` runs now (waits while a
+    takeover starts one)."""
+    found = []
+
+    def one():
+        found[:] = [p for p in children_of(supervisor)
+                    if comm_of(p) == "stfs" and p != other_than]
+        return len(found) == 1
+    if not wait_for(one, timeout):
+        raise AssertionError("no single daemon under supervisor %d: %r" % (supervisor, found))
+    return found[0]
+
+
+def supervisors_of(mountpoint):
+    return [p for p in stfs_processes(mountpoint) if supervisor_process(p)]
 
 
 def reap(proc, mountpoint, timeout=30):
@@ -243,6 +285,7 @@ class Mount:
         os.mkdir(self.path)
         self.proc = None
         self.preexec = None  # run in the daemon's process before exec (limits)
+        self.env = None  # the environment of stfs (None: ours)
         self.log_text = ""
         self.stderr_path = os.path.join(self.dir, "stderr")
 
@@ -269,7 +312,8 @@ class Mount:
             self._stderr = open(self.stderr_path, "wb")
             self.proc = subprocess.Popen([STFS, "-f", *self.options, self.source, self.path],
                                          stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                         stderr=self._stderr, preexec_fn=self.preexec)
+                                         stderr=self._stderr, preexec_fn=self.preexec,
+                                         env=self.env)
             deadline = time.monotonic() + timeout
             while find_mount(self.path) is None:
                 if self.proc.poll() is not None:
@@ -291,9 +335,26 @@ class Mount:
             return ""
 
     def pids(self):
-        if self.proc is not None and self.proc.poll() is None:
-            return [self.proc.pid]
-        return pids_serving(self.path)
+        out = stfs_processes(self.path)
+        if self.proc is not None and self.proc.poll() is None and self.proc.pid not in out:
+            out.append(self.proc.pid)
+        return out
+
+    def supervisor_pid(self):
+        """The mount's supervisor: the foreground stfs itself, or the
+        background one's."""
+        if self.proc is not None:
+            return self.proc.pid
+        sup = supervisors_of(self.path)
+        if len(sup) != 1:
+            raise AssertionError("expected one supervisor for %s, found %r" % (self.path, sup))
+        return sup[0]
+
+    def daemon_pid(self, timeout=30, other_than=None):
+        """The daemon serving the mount now: the supervisor's stfs child
+        (waits while a takeover starts one). `other_than`: wait for a
+        daemon with another PID."""
+        return daemon_under(self.supervisor_pid(), timeout, other_than)
 
     def stop(self):
         """Unmounts: fusermount3 -u, then -uz, then SIGKILL; returns the
@@ -311,7 +372,7 @@ class Mount:
                 status = self.proc.wait()
             self._stderr.close()
             self.log_text = self.log()
-        else:
+        if pids:
             deadline = time.monotonic() + 10
             while pids and time.monotonic() < deadline:
                 pids = [p for p in pids if os.path.exists("/proc/%d" % p)

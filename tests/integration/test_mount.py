@@ -479,7 +479,7 @@ class Lifecycle(unittest.TestCase):
         name = sorted(k for k in header if k != "__metadata__")[0]
         want = lib.tensor_bytes(lib.SAMPLE, header[name], start)
         with Mount(lib.SAMPLE, "-o", "busy_poll_us=1000000") as mnt:
-            pid = mnt.proc.pid
+            pid = mnt.daemon_pid()
             time.sleep(1.2)
             self.assertNotIn("R", threads(pid).values(), "busy before any request")
             with open(os.path.join(mnt.path, name), "rb") as f:
@@ -509,14 +509,14 @@ class Lifecycle(unittest.TestCase):
                     with open(p, "rb") as f:
                         f.read()
             time.sleep(0.2)
-            before = cpu_seconds(mnt.proc.pid)
+            before = cpu_seconds(mnt.daemon_pid())
             time.sleep(1.0)
-            self.assertLess(cpu_seconds(mnt.proc.pid) - before, 0.05)
+            self.assertLess(cpu_seconds(mnt.daemon_pid()) - before, 0.05)
         with Mount(lib.SAMPLE, "-o", "busy_poll_us=0") as mnt:
             with open(os.path.join(mnt.path, name), "rb") as f:
                 self.assertEqual(f.read(), want)
             time.sleep(0.05)
-            self.assertNotIn("R", threads(mnt.proc.pid).values())
+            self.assertNotIn("R", threads(mnt.daemon_pid()).values())
 
     def test_opens_of_a_file_source_send_no_message(self):
         # A file source has one generation: the kernel is told (ENOSYS to

@@ -179,7 +179,7 @@ class Bounded(unittest.TestCase):
             t = time.monotonic()
             with Mount(d) as mnt:
                 self.assertLess(time.monotonic() - t, 20)
-                self.assertLess(vm_hwm_kib(mnt.proc.pid), 200 * 1024)
+                self.assertLess(vm_hwm_kib(mnt.daemon_pid()), 200 * 1024)
                 self.assertIn("larger than 64 MiB", mnt.log())
 
     def test_duplicate_keys_cost_linear_time_and_few_log_lines(self):
@@ -275,7 +275,7 @@ class LongReaders(unittest.TestCase):
                 for r, i in zip(readers, (0, 999, 1999)):
                     self.assertEqual(r.read(), struct.pack("<I", i))
                     r.close()
-                fds = len(os.listdir("/proc/%d/fd" % mnt.proc.pid))
+                fds = len(os.listdir("/proc/%d/fd" % mnt.daemon_pid()))
                 self.assertLess(fds, count + 100)
                 print("\nrebuild of %d files, change to listing: median %.2f s" %
                       (count, sorted(timings)[len(timings) // 2]))

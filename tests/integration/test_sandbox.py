@@ -48,16 +48,8 @@ def read(path):
 
 
 def watchers_of(mountpoint):
-    """PIDs of unmount watchers (auto_unmount.hpp) for `mountpoint`."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = read("/proc/%s/cmdline" % pid).split(b"\0")
-        except OSError:
-            continue
-        if lib.unmount_watcher(pid) and os.fsencode(mountpoint) in argv:
-            out.append(int(pid))
-    return out
+    """PIDs of the supervisors (supervisor.hpp) of `mountpoint`."""
+    return lib.supervisors_of(mountpoint)
 
 
 def copy_sample(folder, name="m.safetensors"):
@@ -188,7 +180,7 @@ class LiveDaemon(unittest.TestCase):
         # The mount appears before the daemon confines itself; the first
         # request is answered after (what a reader can reach is confined).
         os.listdir(mnt.path)
-        st = status_of(mnt.proc.pid)
+        st = status_of(mnt.daemon_pid())
         self.assertEqual(st["NoNewPrivs"], "1")
         self.assertEqual(st["Seccomp"], "2")
         self.assertEqual(int(st["CapEff"], 16), cap_eff)
@@ -233,7 +225,7 @@ class LiveDaemon(unittest.TestCase):
     def test_sandbox_off_says_so(self):
         with Mount(lib.SAMPLE, "-o", "sandbox=off") as mnt:
             os.listdir(mnt.path)
-            st = status_of(mnt.proc.pid)
+            st = status_of(mnt.daemon_pid())
             self.assertEqual(st["NoNewPrivs"], "0")
             self.assertEqual(st["Seccomp"], "0")
             self.assertIn("the daemon is not confined", read(mnt.stderr_path).decode())
@@ -249,8 +241,8 @@ class LiveDaemon(unittest.TestCase):
         # sandbox=off leaves out the rest of the confinement, not the user.
         with PlainMount(self.tmp, "-o", "sandbox=off,user=nobody") as mnt:
             self.assertTrue(read(os.path.join(mnt.path, "m.safetensors", "lm_head.weight")))
-            self.assertEqual(status_of(mnt.proc.pid)["Uid"].split(), ["65534"] * 4)
-            self.assertEqual(int(status_of(mnt.proc.pid)["CapEff"], 16), 0)
+            self.assertEqual(status_of(mnt.daemon_pid())["Uid"].split(), ["65534"] * 4)
+            self.assertEqual(int(status_of(mnt.daemon_pid())["CapEff"], 16), 0)
             self.assertIn("the daemon is not confined: sandbox off (-o sandbox=off); serving as "
                           "uid 65534", read(mnt.stderr_path).decode())
         r = lib.run_stfs(lib.SAMPLE, self.tmp, "-o", "user=no-such-user-here")
@@ -287,7 +279,7 @@ class LiveDaemon(unittest.TestCase):
             with self.subTest(source=source), Mount(source, "-o", "user=nobody", *opts) as mnt:
                 name = "m.safetensors/lm_head.weight" if source == src else "lm_head.weight"
                 self.assertTrue(read(os.path.join(mnt.path, name)))
-                self.assertEqual(status_of(mnt.proc.pid)["Uid"].split(), ["65534"] * 4)
+                self.assertEqual(status_of(mnt.daemon_pid())["Uid"].split(), ["65534"] * 4)
                 self.assertNotIn("cannot", lib.without_asan_sandbox_line(mnt.log()))
 
     def test_a_folder_that_turns_unreadable_keeps_its_tree(self):
@@ -411,7 +403,7 @@ class OrdinaryUser(unittest.TestCase):
                         names = subprocess.run(as_user + ["ls", mp], capture_output=True,
                                                text=True, env=env).stdout.split()
                         self.assertTrue(names, source)
-                        st = status_of(p.pid)
+                        st = status_of(lib.daemon_under(p.pid))
                         self.assertEqual(st["Uid"].split()[0], "65534")
                         self.assertEqual(st["NoNewPrivs"], "1")
                         self.assertEqual(st["Seccomp"], "2")

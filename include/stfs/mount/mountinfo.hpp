@@ -14,6 +14,7 @@ struct MountEntry {
   std::string mountpoint;
   std::string fstype;  // "fuse.stfs"
   std::string source;
+  std::string super_options;  // "ro,user_id=0,group_id=0,..."
 };
 
 // The topmost mount at exactly `path` (already canonical), if any. Reads

@@ -67,6 +67,10 @@ struct MountOptions {
   std::vector<std::string> dropped;
   // Unknown options ignored under sloppy mode; each gets a warning.
   std::vector<std::string> unknown;
+  // The program this mount was started from (/proc/self/exe, read at
+  // start) and its arguments as given: what a takeover runs again.
+  std::string exe;
+  std::vector<std::string> argv;
 };
 
 // Applies one comma-separated -o list. Fails (EINVAL) on an unknown or

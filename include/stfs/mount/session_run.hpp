@@ -21,6 +21,11 @@ class FuseDriver {
   // A session for the kernel mount options `kernel_options`.
   virtual Result<void> create(const std::string& kernel_options, bool debug) = 0;
   virtual Result<void> mount(const std::string& mountpoint) = 0;
+  // A takeover: serve the connection `fd` (mounted by an earlier daemon)
+  // instead of mounting; the device reads are then the session's own.
+  virtual Result<void> adopt(int fd) = 0;
+  // The session's /dev/fuse descriptor, once mounted or adopted.
+  virtual int device_fd() const = 0;
   // libfuse's loop reads the device through the session's poller.
   virtual void route_device_reads() = 0;
   // Runs the loop until the session exits; returns libfuse's result.
@@ -36,6 +41,9 @@ class FuseDriver {
 
 // Mounts through `driver` and serves `c` until the loop ends; serve()'s
 // body (fuse_session.hpp): 0 after a clean run, 3 if the mount failed.
-int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks);
+// With a supervisor (c.link), the mount is reported to it, and at exit it
+// unmounts; with a takeover (`adopt` >= 0) the connection is adopted and
+// the INIT in c.resume is fed to the session.
+int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks, int adopt = -1);
 
 }  // namespace stfs

@@ -3,6 +3,7 @@
 // the kernel holds, the open files, and where a source read runs.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -11,38 +12,62 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "stfs/mount/device_poll.hpp"
 #include "stfs/mount/init_reply.hpp"
 #include "stfs/mount/live.hpp"
 #include "stfs/mount/options.hpp"
+#include "stfs/mount/resume.hpp"
+#include "stfs/mount/supervisor_link.hpp"
 #include "stfs/source/io_pool.hpp"
 
 namespace stfs {
 
-// An open file keeps the generation it was opened in: after a directory
+// Open files. Each keeps the generation it was opened in: after a directory
 // source changes, a reader of a replaced file still reads its old bytes.
-struct OpenFile {
-  std::shared_ptr<Filesystem> fs;
-};
-
-// Open files, so those the kernel never released (RELEASE is sent in the
-// background and may not arrive before unmount) are freed at the end.
-// Locked on open and release only, never on the read path.
+//
+// The kernel's file handle carries no pointer: it is this session's random
+// tag (high 32 bits) and a slot number. A daemon that took the mount over
+// (supervisor.hpp) is sent handles an earlier daemon issued; find() knows
+// them by their tag and never dereferences them. Slots live in chunks that
+// never move, so find() takes no lock: the kernel sends no READ for a
+// handle before OPEN's reply or after RELEASE. Open files the kernel never
+// released (RELEASE is sent in the background and may not arrive before
+// unmount) are freed at the end.
 class OpenFiles {
  public:
-  OpenFiles() = default;
+  OpenFiles();
   OpenFiles(const OpenFiles&) = delete;
   OpenFiles& operator=(const OpenFiles&) = delete;
   ~OpenFiles();
 
-  OpenFile* open(std::shared_ptr<Filesystem> fs);
-  void release(OpenFile* f);
+  // A handle for `fs`; 0 when every slot is taken (the open then fails).
+  std::uint64_t open(std::shared_ptr<Filesystem> fs);
+  // The generation of a handle this session issued and has not released;
+  // nullptr for any other handle.
+  const std::shared_ptr<Filesystem>* find(std::uint64_t fh) const;
+  void release(std::uint64_t fh);
   std::size_t count() const;
+  // This session's tag, for tests.
+  std::uint32_t tag() const { return tag_; }
+
+  static constexpr std::uint32_t kChunk = 1024;
+  static constexpr std::uint32_t kChunks = 4096;  // 4 Mi open files
 
  private:
+  struct Slot {
+    std::shared_ptr<Filesystem> fs;
+    bool used = false;
+  };
+  Slot* slot(std::uint64_t fh) const;
+
+  const std::uint32_t tag_;
   mutable std::mutex mu_;
-  std::unordered_set<OpenFile*> files_;
+  std::array<std::atomic<Slot*>, kChunks> chunks_{};
+  std::vector<std::uint32_t> free_;
+  std::uint32_t next_ = 0;
+  std::size_t count_ = 0;
 };
 
 // Directory sources only: the generation each inode the kernel still holds
@@ -180,6 +205,14 @@ struct SessionState {
   // INIT's offer and reply, where libfuse cannot ask for mappings of
   // direct_io files itself (init_reply.hpp).
   InitReply init_reply;
+  // The supervisor (supervisor_link.hpp), where there is one: it hears of
+  // INIT, and a takeover's INIT is fed from `resume` (resume.hpp).
+  SupervisorLink* link = nullptr;
+  ResumeInit resume;
+  // The device, once mounted or adopted: the resend after a takeover.
+  std::atomic<int> device_fd{-1};
+  // A retire from the supervisor: the loop ends and nothing is unmounted.
+  std::atomic<bool> retiring{false};
 };
 
 }  // namespace stfs

@@ -13,6 +13,8 @@
 // every few milliseconds until the loop has returned.
 #pragma once
 
+#include <atomic>
+
 #include <pthread.h>
 
 #include <thread>
@@ -37,6 +39,9 @@ class StopSignals {
   Result<bool> start(ExitFn exit_fn, void* arg);
   // Call when the loop has returned: stops the thread and its interruptions.
   void finish();
+  // Ends the loop as a signal would, for a handover to a new daemon (the
+  // supervisor's "retire"): logged as such.
+  void retire();
 
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
@@ -48,6 +53,7 @@ class StopSignals {
   ExitFn exit_fn_ = nullptr;
   void* arg_ = nullptr;
   std::thread thread_;
+  std::atomic<bool> retiring_{false};
 };
 
 }  // namespace stfs

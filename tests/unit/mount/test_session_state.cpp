@@ -76,16 +76,45 @@ TEST(OpenFiles, KeepTheirGenerationAndAreFreedAtTheEnd) {
   std::weak_ptr<Filesystem> weak = fs;
   {
     OpenFiles files;
-    OpenFile* a = files.open(fs);
+    const std::uint64_t a = files.open(fs);
     files.open(fs);  // never released: freed with `files`
-    EXPECT_EQ(a->fs, fs);
+    ASSERT_NE(files.find(a), nullptr);
+    EXPECT_EQ(*files.find(a), fs);
     EXPECT_EQ(files.count(), 2u);
     files.release(a);
+    EXPECT_EQ(files.find(a), nullptr);
+    EXPECT_EQ(files.count(), 1u);
+    files.release(a);  // twice: nothing
     EXPECT_EQ(files.count(), 1u);
     fs.reset();
     EXPECT_FALSE(weak.expired());
   }
   EXPECT_TRUE(weak.expired());
+}
+
+// A handle carries no pointer: one this session did not issue (an earlier
+// daemon's, after a takeover) is not found, whatever its bits.
+TEST(OpenFiles, HandlesAreNotPointersAndForeignOnesAreRefused) {
+  TempDir dir;
+  dir.write("a.txt", "x");
+  auto fs = folder_fs(dir.path());
+  OpenFiles files;
+  OpenFiles earlier;
+  const std::uint64_t theirs = earlier.open(fs);
+  EXPECT_NE(files.tag(), earlier.tag());
+  EXPECT_EQ(files.find(theirs), nullptr);
+  files.release(theirs);  // ignored
+  const std::uint64_t mine = files.open(fs);
+  EXPECT_EQ(mine >> 32, files.tag());
+  EXPECT_NE(files.find(mine), nullptr);
+  // Same tag, a slot never issued, or past every chunk.
+  EXPECT_EQ(files.find(mine + 1), nullptr);
+  EXPECT_EQ(files.find((std::uint64_t{files.tag()} << 32) | 0xffffffffu), nullptr);
+  EXPECT_EQ(files.find(0), nullptr);
+  EXPECT_EQ(files.find(reinterpret_cast<std::uint64_t>(&fs)), nullptr);
+  // Slots are reused after release, under the same tag.
+  files.release(mine);
+  EXPECT_EQ(files.open(fs), mine);
 }
 
 TEST(ReadDispatch, RunsInlineUpToTheLimitThenOnThePool) {

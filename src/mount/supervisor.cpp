@@ -1,0 +1,534 @@
+#include "stfs/mount/supervisor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include "stfs/mount/control_messages.hpp"
+#include "stfs/mount/logging.hpp"
+#include "stfs/mount/mountinfo.hpp"
+#include "stfs/mount/resume.hpp"
+#include "stfs/mount/supervisor_link.hpp"
+#include "stfs/mount/supervisor_filter.hpp"
+
+extern char** environ;
+
+namespace stfs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kHandledSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+// How long a daemon started by --restart may take to serve.
+constexpr auto kRestartTimeout = std::chrono::seconds(60);
+
+struct Daemon {
+  pid_t pid = -1;
+  UniqueFd link;
+  bool serving = false;
+  bool upgrade = false;  // started by --restart: resends when told
+  Clock::time_point serving_since{};
+};
+
+bool crash_signal(int sig) {
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGABRT ||
+         sig == SIGSYS;
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return std::string("killed by ") + sigabbrev_np(WTERMSIG(status));
+  return "exited with " + std::to_string(WEXITSTATUS(status));
+}
+
+sigset_t handled_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kHandledSignals) sigaddset(&set, s);
+  return set;
+}
+
+class Supervisor {
+ public:
+  explicit Supervisor(SupervisorConfig c) : c_(std::move(c)) {
+    current_.emplace();
+    current_->pid = c_.first;
+    current_->link = std::move(c_.first_link);
+  }
+  int run();
+
+ private:
+  void on_signal();
+  void on_child(pid_t pid, int status);
+  void on_message(Daemon& d, bool incoming);
+  void on_client();
+  void answer_client(const std::string& text);
+  void start_restart(UniqueFd client);
+  void finish_upgrade(Daemon& d);
+  void take_over(const std::string& why);
+  std::optional<Daemon> spawn(bool upgrade);
+  bool conn_alive() const;
+  std::string cannot_resume() const;
+  void unmount_ours();
+  void give_up(const std::string& why);
+  void listen_for_clients();
+  void release_connection() { fuse_.reset(); }
+
+  SupervisorConfig c_;
+  std::optional<Daemon> current_;
+  std::optional<Daemon> incoming_;  // a --restart's new daemon, until it serves
+  UniqueFd fuse_;
+  std::string device_;
+  std::string token_;
+  std::string init_;
+  UniqueFd signals_;
+  UniqueFd listener_;
+  std::string socket_path_;
+  ino_t socket_ino_ = 0;
+  UniqueFd client_;
+  Clock::time_point restart_deadline_{};
+  bool mounted_ = false;
+  bool stopping_ = false;
+  bool gave_up_ = false;
+  int crashes_ = 0;
+  int exit_code_ = 0;
+};
+
+bool Supervisor::conn_alive() const {
+  if (!fuse_.valid()) return false;
+  pollfd p{fuse_.get(), 0, 0};
+  if (::poll(&p, 1, 0) < 0) return false;
+  return !(p.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
+std::string Supervisor::cannot_resume() const {
+  if (!fuse_.valid()) return "the supervisor does not hold the connection";
+  if (init_.empty()) return "the kernel's INIT was not seen";
+  if (!kernel_resends()) return "this kernel cannot resend requests in flight (Linux 6.9+ can)";
+  if (!conn_alive()) return "the mount is gone";
+  return {};
+}
+
+void Supervisor::unmount_ours() {
+  const auto now = find_mount(c_.mountpoint);
+  if (!now) return;
+  bool ours;
+  if (fuse_.valid()) {
+    // While our connection is up, its superblock holds our device number.
+    ours = conn_alive() && now->device == device_;
+  } else {
+    // The daemon died before handing the connection over: ours only if
+    // it is a stfs mount whose connection is gone.
+    struct statfs sf {};
+    ours = now->fstype == "fuse.stfs" && ::statfs(c_.mountpoint.c_str(), &sf) != 0 &&
+           errno == ENOTCONN;
+  }
+  if (!ours) return;
+  if (::umount2(c_.mountpoint.c_str(), MNT_DETACH) == 0) return;
+  // Not root: fusermount3 is setuid and checks that the mount is the user's.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", c_.mountpoint.c_str(),
+             static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void Supervisor::give_up(const std::string& why) {
+  spdlog::error("{}: {}; unmounting", c_.mountpoint, why);
+  gave_up_ = true;
+  exit_code_ = 3;
+  unmount_ours();
+  release_connection();
+}
+
+std::optional<Daemon> Supervisor::spawn(bool upgrade) {
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+    spdlog::error("{}: cannot create a socket for a new daemon: {}", c_.mountpoint,
+                  std::strerror(errno));
+    return std::nullopt;
+  }
+  UniqueFd ours(sp[0]), theirs(sp[1]);
+  std::vector<char*> argv;
+  for (std::string& a : c_.argv) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string env = std::string(SupervisorLink::kEnv) + "=" + std::to_string(theirs.get());
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, SupervisorLink::kEnv, std::strlen(SupervisorLink::kEnv)) != 0) {
+      envp.push_back(*e);
+    }
+  }
+  envp.push_back(const_cast<char*>(env.c_str()));
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("{}: cannot start a new daemon: {}", c_.mountpoint, std::strerror(errno));
+    return std::nullopt;
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::fcntl(theirs.get(), F_SETFD, 0);  // the one descriptor it inherits
+    // The arguments' relative paths are the command's; we live in "/".
+    if (!c_.cwd.empty() && ::chdir(c_.cwd.c_str()) != 0) {
+      // Gone: relative paths fail to resolve, and the daemon says so.
+    }
+    ::execve(c_.exe.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  theirs.reset();
+  if (auto r = send_message(ours.get(), upgrade ? kMsgUpgrade : kMsgTakeover,
+                            pack_takeover(token_, init_), fuse_.get());
+      !r) {
+    spdlog::error("{}: {}", c_.mountpoint, r.error().message);
+  }
+  Daemon d;
+  d.pid = pid;
+  d.link = std::move(ours);
+  d.upgrade = upgrade;
+  return d;
+}
+
+void Supervisor::take_over(const std::string& why) {
+  if (const std::string no = cannot_resume(); !no.empty()) {
+    if (!fuse_.valid() || !conn_alive()) return;  // nothing left to serve
+    spdlog::error("{}: {}; the mount cannot be taken over: {}", c_.mountpoint, why, no);
+    if (c_.auto_unmount) unmount_ours();
+    exit_code_ = 3;
+    release_connection();  // readers get ENOTCONN, as without a supervisor
+    return;
+  }
+  if (crashes_ >= kMaxCrashes) {
+    give_up(why + ", and each of the last " + std::to_string(kMaxCrashes) +
+            " daemons died the same way: a request kills every daemon it reaches");
+    return;
+  }
+  spdlog::warn("{}: {}; a new daemon takes the mount over", c_.mountpoint, why);
+  current_ = spawn(false);
+  if (!current_) give_up("no new daemon could be started");
+}
+
+void Supervisor::on_child(pid_t pid, int status) {
+  if (incoming_ && incoming_->pid == pid) {
+    incoming_.reset();
+    answer_client("error: the new daemon " + describe(status) +
+                  " before it served; the running one still serves (its log says why)");
+    return;
+  }
+  if (!current_ || current_->pid != pid) return;  // a fusermount3 of ours
+  const Daemon dead = std::move(*current_);
+  current_.reset();
+  if (!mounted_) {
+    // The first daemon ended before the mount was up: its exit code is
+    // the command's.
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 3;
+    if (exit_code_ == 0) exit_code_ = 3;
+    if (!WIFEXITED(status)) {
+      spdlog::error("the stfs daemon for {} was {} before the mount was ready", c_.mountpoint,
+                    describe(status));
+    }
+    unmount_ours();
+    return;
+  }
+  if (stopping_ || !conn_alive()) {
+    if (stopping_ && conn_alive()) unmount_ours();
+    release_connection();
+    return;
+  }
+  if (incoming_) {
+    // A restart: the old daemon has retired (or died meanwhile).
+    current_ = std::move(incoming_);
+    incoming_.reset();
+    if (current_->serving) finish_upgrade(*current_);
+    return;
+  }
+  // Death: count what looks like a request that crashes its daemon.
+  const bool young = !dead.serving ||
+                     Clock::now() - dead.serving_since < std::chrono::seconds(kCrashWindowSeconds);
+  const bool crashed = WIFSIGNALED(status) && crash_signal(WTERMSIG(status));
+  const bool failed_start = !dead.serving && WIFEXITED(status);
+  if ((crashed || failed_start) && young) {
+    ++crashes_;
+  } else {
+    crashes_ = 0;
+  }
+  take_over("the daemon (pid " + std::to_string(pid) + ") " + describe(status));
+}
+
+void Supervisor::on_message(Daemon& d, bool incoming) {
+  auto m = receive_message(d.link.get());
+  if (!m || !*m) {
+    d.link.reset();  // gone: its exit arrives as SIGCHLD
+    return;
+  }
+  Message& msg = **m;
+  switch (msg.tag) {
+    case kMsgMounted:
+      if (mounted_ || !msg.fd.valid()) break;
+      fuse_ = std::move(msg.fd);
+      token_ = msg.payload;
+      if (auto e = find_mount(c_.mountpoint)) device_ = e->device;
+      mounted_ = true;
+      if (c_.background) {
+        // Nobody reads our terminal from here on: the command returns once
+        // the daemon says ready, and must not wait for our stderr to close.
+        ::setsid();
+        spdlog::set_default_logger(make_logger(LogTarget::kSyslog, false, false));
+        if (UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC)); null.valid()) {
+          for (int fd = 0; fd < 3; ++fd) ::dup2(null.get(), fd);
+        }
+        if (::chdir("/") != 0) {
+          // "/" always exists.
+        }
+      }
+      break;
+    case kMsgInit:
+      if (init_.empty()) init_ = msg.payload;
+      break;
+    case kMsgServing:
+      d.serving = true;
+      d.serving_since = Clock::now();
+      if (incoming) {
+        // The old daemon retires; its exit completes the upgrade (on_child).
+        if (current_ && current_->link.valid()) {
+          (void)send_message(current_->link.get(), kMsgRetire, {});
+        } else if (current_) {
+          ::kill(current_->pid, SIGKILL);  // cannot be told: its requests are resent
+        }
+      } else if (d.upgrade) {
+        // Promoted before it served: the daemon it replaced died meanwhile.
+        finish_upgrade(d);
+      }
+      break;
+    case kMsgUnmount:
+      stopping_ = true;
+      unmount_ours();
+      (void)send_message(d.link.get(), kMsgDone, {});
+      break;
+    default:
+      break;
+  }
+}
+
+// The daemon an upgrade replaced is gone: what it held is resent to the new
+// one, and the client hears it serves.
+void Supervisor::finish_upgrade(Daemon& d) {
+  d.upgrade = false;
+  (void)send_message(d.link.get(), kMsgResend, {});
+  spdlog::info("{}: restarted: the new daemon (pid {}) serves", c_.mountpoint, d.pid);
+  answer_client("ok: " + c_.mountpoint + " is served by a new daemon (pid " +
+                std::to_string(d.pid) + ")");
+}
+
+void Supervisor::answer_client(const std::string& text) {
+  if (!client_.valid()) return;
+  (void)send_message(client_.get(), kMsgAnswer, text);
+  client_.reset();
+}
+
+void Supervisor::start_restart(UniqueFd client) {
+  if (client_.valid() || incoming_) {
+    (void)send_message(client.get(), kMsgAnswer, "error: a restart is already under way");
+    return;
+  }
+  client_ = std::move(client);
+  if (const std::string no = cannot_resume(); !no.empty() || !current_ || stopping_) {
+    answer_client("error: " + c_.mountpoint + " cannot be resumed: " +
+                  (no.empty() ? std::string("it is stopping") : no) + "; nothing changed");
+    return;
+  }
+  spdlog::info("{}: restart asked: starting {}", c_.mountpoint, c_.exe);
+  incoming_ = spawn(true);
+  if (!incoming_) {
+    answer_client("error: no new daemon could be started; nothing changed");
+    return;
+  }
+  restart_deadline_ = Clock::now() + kRestartTimeout;
+}
+
+void Supervisor::on_client() {
+  UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!client.valid()) return;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+      (cred.uid != 0 && cred.uid != ::getuid())) {
+    (void)send_message(client.get(), kMsgAnswer,
+                       "error: only root and the mount's owner may restart it");
+    spdlog::warn("{}: restart refused to uid {}", c_.mountpoint, cred.uid);
+    return;
+  }
+  pollfd p{client.get(), POLLIN, 0};
+  if (::poll(&p, 1, 2000) <= 0) return;
+  auto m = receive_message(client.get());
+  if (!m || !*m || (*m)->tag != kMsgRestart) return;
+  start_restart(std::move(client));
+}
+
+void Supervisor::listen_for_clients() {
+  socket_path_ = control_socket_path(c_.mountpoint, ::getuid());
+  const std::string dir = socket_path_.substr(0, socket_path_.rfind('/'));
+  ::mkdir(dir.c_str(), 0700);
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid() ||
+      (st.st_mode & 077) != 0) {
+    spdlog::warn("{}: {} is not a private folder of ours: stfs --restart cannot reach this mount",
+                 c_.mountpoint, dir);
+    return;
+  }
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (!s.valid() || socket_path_.size() >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+  ::unlink(socket_path_.c_str());  // a stale one: this mountpoint is ours now
+  const mode_t old = ::umask(077);
+  const int b = ::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old);
+  if (b != 0 || ::listen(s.get(), 4) != 0) {
+    spdlog::warn("{}: cannot listen on {}: {}; stfs --restart cannot reach this mount",
+                 c_.mountpoint, socket_path_, std::strerror(errno));
+    return;
+  }
+  if (::stat(socket_path_.c_str(), &st) == 0) socket_ino_ = st.st_ino;
+  listener_ = std::move(s);
+}
+
+void Supervisor::on_signal() {
+  signalfd_siginfo si{};
+  while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGCHLD) continue;
+    // A stop: the daemon unmounts (through us) and ends; so do we. It
+    // hears the signal we heard.
+    stopping_ = true;
+    if (current_) ::kill(current_->pid, static_cast<int>(si.ssi_signo));
+    if (incoming_) ::kill(incoming_->pid, SIGKILL);
+  }
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_child(pid, status);
+}
+
+int Supervisor::run() {
+  ::prctl(PR_SET_NAME, "stfs-supervise", 0, 0, 0);  // ps tells it from the daemon
+  const sigset_t set = handled_set();
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  listen_for_clients();
+  if (auto r = confine_supervisor(); !r) {
+    spdlog::warn("{}: the supervisor is not confined: {}", c_.mountpoint, r.error().message);
+  } else {
+    spdlog::debug("{}: supervisor confined: {}", c_.mountpoint, *r);
+  }
+  // A child that ended before the signalfd existed.
+  on_signal();
+  while (current_ || incoming_) {
+    std::vector<pollfd> fds;
+    fds.push_back({signals_.get(), POLLIN, 0});
+    fds.push_back({listener_.valid() ? listener_.get() : -1, POLLIN, 0});
+    fds.push_back({current_ && current_->link.valid() ? current_->link.get() : -1, POLLIN, 0});
+    fds.push_back({incoming_ && incoming_->link.valid() ? incoming_->link.get() : -1, POLLIN, 0});
+    const int r = ::poll(fds.data(), fds.size(), incoming_ ? 500 : -1);
+    if (r < 0 && errno != EINTR) break;
+    if (fds[2].revents && current_) on_message(*current_, false);
+    if (fds[3].revents && incoming_) on_message(*incoming_, true);
+    if (fds[0].revents) on_signal();
+    if (fds[1].revents) on_client();
+    if (incoming_ && !incoming_->serving && Clock::now() > restart_deadline_) {
+      ::kill(incoming_->pid, SIGKILL);  // its exit answers the client
+    }
+  }
+  if (!gave_up_ && mounted_ && c_.auto_unmount && conn_alive()) unmount_ours();
+  release_connection();
+  answer_client("error: the mount ended during the restart");
+  struct stat st {};
+  if (listener_.valid() && ::stat(socket_path_.c_str(), &st) == 0 && st.st_ino == socket_ino_) {
+    ::unlink(socket_path_.c_str());
+  }
+  return exit_code_;
+}
+
+}  // namespace
+
+int run_supervisor(SupervisorConfig config) {
+  Supervisor s(std::move(config));
+  return s.run();
+}
+
+int run_restart(const std::string& mountpoint) {
+  char buf[PATH_MAX];
+  if (!::realpath(mountpoint.c_str(), buf)) {
+    std::fprintf(stderr, "stfs: cannot restart %s: %s\n", mountpoint.c_str(), std::strerror(errno));
+    return 3;
+  }
+  const std::string mp = buf;
+  const auto m = find_mount(mp);
+  if (!m || m->fstype != "fuse.stfs") {
+    std::fprintf(stderr, "stfs: cannot restart %s: no stfs mount there\n", mp.c_str());
+    return 3;
+  }
+  // The owner's supervisor listens under the owner's folder.
+  uid_t owner = ::getuid();
+  if (const auto pos = m->super_options.find("user_id="); pos != std::string::npos) {
+    owner = static_cast<uid_t>(std::strtoul(m->super_options.c_str() + pos + 8, nullptr, 10));
+  }
+  const std::string path = control_socket_path(mp, owner);
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
+  if (!s.valid() || ::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::fprintf(stderr,
+                 "stfs: cannot restart %s: its supervisor does not answer on %s: %s (a mount "
+                 "made by an stfs without a supervisor cannot be restarted)\n",
+                 mp.c_str(), path.c_str(), std::strerror(errno));
+    return 3;
+  }
+  if (!send_message(s.get(), kMsgRestart, mp)) {
+    std::fprintf(stderr, "stfs: cannot restart %s: the supervisor closed the connection\n",
+                 mp.c_str());
+    return 3;
+  }
+  auto a = receive_message(s.get());
+  if (!a || !*a || (*a)->tag != kMsgAnswer) {
+    std::fprintf(stderr, "stfs: cannot restart %s: the supervisor gave no answer\n", mp.c_str());
+    return 3;
+  }
+  const std::string& text = (*a)->payload;
+  if (text.starts_with("ok")) {
+    std::printf("stfs: %s\n", text.c_str() + (text.starts_with("ok: ") ? 4 : 0));
+    return 0;
+  }
+  std::fprintf(stderr, "stfs: cannot restart %s: %s\n", mp.c_str(),
+               text.c_str() + (text.starts_with("error: ") ? 7 : 0));
+  return 3;
+}
+
+}  // namespace stfs
