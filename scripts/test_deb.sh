@@ -81,6 +81,17 @@ if mount -t stfs "$(pwd)/samples/tiny-llama.safetensors" "$work/mnt"; then
   findmnt -n -o FSTYPE,SOURCE "$work/mnt" | grep -q "fuse.stfs $(pwd)/samples/tiny-llama.safetensors" \
     && ok "findmnt shows fuse.stfs and the source" || bad "findmnt"
   cmp <(cat "$work/mnt/__metadata__.json") <(printf '{"format":"pt"}\n') && ok "reads" || bad "reads"
+  # An upgrade (the same package again: postinst configure with the old
+  # version) gives the mount a new daemon, and it still serves.
+  sup=
+  for p in $(pgrep -x stfs-supervise); do grep -qF "$work/mnt" "/proc/$p/cmdline" && sup=$p; done
+  old=$(pgrep -P "$sup")
+  if dpkg -i "$deb" >/dev/null; then ok "dpkg -i over itself"; else bad "dpkg -i over itself"; fi
+  new=$(pgrep -P "$sup")
+  [ -n "$new" ] && [ "$new" != "$old" ] && ok "the upgrade restarted the daemon ($old -> $new)" \
+    || bad "the upgrade restarted the daemon ($old -> '$new')"
+  cmp <(cat "$work/mnt/__metadata__.json") <(printf '{"format":"pt"}\n') && ok "reads after the upgrade" \
+    || bad "reads after the upgrade"
   umount "$work/mnt" && ok "umount" || bad "umount"
 else
   bad "mount -t stfs"

@@ -2,6 +2,8 @@
 # Runs the hardened stfs@.service under a real systemd: a Debian 12 root
 # booted with systemd-nspawn -b (this VM's PID 1 is not systemd). Checks
 # that `systemctl start` reaches active (Type=notify) with the status text,
+# that `systemctl reload` and a SIGKILL of the daemon under readers give
+# them no error (the supervisor takes the mount over),
 # that the mount serves the right bytes with the sandbox on, that `stop`
 # unmounts, that Restart=on-failure brings it back after a SIGKILL with no
 # stale mount, and that `mount -t stfs` and an fstab line with
@@ -150,15 +152,80 @@ in_ct systemctl show -p StatusText --value "$unit" | grep -q "^serving .* tensor
   && ok "status text" || bad "status text: $(in_ct systemctl show -p StatusText --value "$unit")"
 serves /mnt/model && ok "the mount serves the right bytes" || bad "the mount serves"
 pid=$(in_ct systemctl show -p MainPID --value "$unit")
+daemon_of() {  # daemon_of SUPERVISOR: its stfs child (no procps in the root)
+  in_ct sh -c 'for s in /proc/[0-9]*/stat; do
+      read -r p c _ pp _ <"$s" 2>/dev/null || continue
+      [ "$pp" = "$1" ] && [ "$c" = "(stfs)" ] && echo "$p"
+    done' _ "$1" | head -1
+}
 if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+  [ "$(in_ct cat "/proc/$pid/comm")" = stfs-supervise ] && ok "the main process is the supervisor" \
+    || bad "the main process is $(in_ct cat "/proc/$pid/comm")"
   status=$(in_ct cat "/proc/$pid/status")
+  # The supervisor keeps what unmounting needs (the unit bounds it to CAP_SYS_ADMIN).
+  grep -q "^NoNewPrivs:[[:space:]]*1" <<<"$status" && grep -q "^Seccomp:[[:space:]]*2" <<<"$status" &&
+    grep -q "^CapEff:[[:space:]]*0000000000200000" <<<"$status" \
+    && ok "the supervisor is confined (NoNewPrivs 1, Seccomp 2, CAP_SYS_ADMIN only)" \
+    || bad "supervisor confinement: $(grep -E 'NoNewPrivs|Seccomp|CapEff' <<<"$status" | tr '\n' ' ')"
+  status=$(in_ct cat "/proc/$(daemon_of "$pid")/status")
   grep -q "^NoNewPrivs:[[:space:]]*1" <<<"$status" && grep -q "^Seccomp:[[:space:]]*2" <<<"$status" &&
     grep -q "^CapEff:[[:space:]]*0000000000000000" <<<"$status" \
     && ok "the daemon is confined (NoNewPrivs 1, Seccomp 2, no capabilities)" \
     || bad "confinement: $(grep -E 'NoNewPrivs|Seccomp|CapEff' <<<"$status" | tr '\n' ' ')"
 fi
 
-# SIGKILL: Restart=on-failure (RestartSec=2) brings it back, one mount only.
+# Readers on the host, through the container's root, while the daemon is
+# replaced: every read must succeed with the right bytes. Each read drops
+# the file's cached pages first, so it reaches the daemon.
+readers() {  # readers SECONDS: prints "reads N errors E wrong W"; 0 if clean
+  python3 - "/proc/$init/root/mnt/model/lm_head.weight" "$want" "$1" <<'PYEOF'
+import hashlib, os, sys, threading, time
+path, want, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+stats = {"reads": 0, "errors": 0, "wrong": 0}
+lock = threading.Lock()
+def loop():
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with open(path, "rb") as f:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                ok = hashlib.sha256(f.read()).hexdigest() == want
+            with lock:
+                stats["reads"] += 1
+                stats["wrong"] += not ok
+        except OSError as e:
+            with lock:
+                stats["errors"] += 1
+            print("error:", e, file=sys.stderr)
+ts = [threading.Thread(target=loop) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("reads %(reads)d errors %(errors)d wrong %(wrong)d" % stats)
+sys.exit(0 if stats["reads"] and not stats["errors"] and not stats["wrong"] else 1)
+PYEOF
+}
+old=$(daemon_of "$pid")
+readers 4 >"$log.readers" 2>&1 &
+rpid=$!
+sleep 1
+in_ct systemctl reload "$unit" && ok "systemctl reload" || bad "systemctl reload"
+if wait "$rpid"; then ok "reload under readers: $(tail -1 "$log.readers")"
+else bad "reload under readers: $(tail -3 "$log.readers" | tr '\n' ' ')"; fi
+new=$(daemon_of "$pid")
+[ -n "$new" ] && [ "$new" != "$old" ] && [ "$(in_ct systemctl show -p MainPID --value "$unit")" = "$pid" ] \
+  && ok "reload: a new daemon ($old -> $new), the same supervisor" || bad "reload: daemon $old -> '$new'"
+readers 4 >"$log.readers" 2>&1 &
+rpid=$!
+sleep 1
+in_ct kill -KILL "$new"
+if wait "$rpid"; then ok "SIGKILL of the daemon under readers: $(tail -1 "$log.readers")"
+else bad "SIGKILL of the daemon under readers: $(tail -3 "$log.readers" | tr '\n' ' ')"; fi
+[ "$(in_ct systemctl is-active "$unit")" = active ] && [ -n "$(daemon_of "$pid")" ] \
+  && ok "still active with a new daemon" || bad "active after the daemon's SIGKILL"
+rm -f "$log.readers"
+
+# SIGKILL of the supervisor: Restart=on-failure (RestartSec=2) brings it
+# back, one mount only.
 in_ct systemctl kill -s KILL --kill-who=main "$unit"
 back=
 for _ in $(seq 1 100); do

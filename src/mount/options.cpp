@@ -143,7 +143,7 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
                key == "subtype") {
       o.dropped.push_back(opt);  // always in force
     } else if (opt == "auto_unmount") {
-      o.auto_unmount = true;  // done by stfs itself (auto_unmount.hpp)
+      o.auto_unmount = true;  // done by stfs itself (supervisor.hpp)
     } else if (opt == "allow_other" || opt == "allow_root" ||
                opt == "exec" || opt == "noexec" || opt == "atime" || opt == "noatime" ||
                opt == "sync" || opt == "async" || opt == "dirsync" || key == "max_read") {

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +26,7 @@
 
 #include "stfs/base/paths.hpp"
 #include "stfs/mount/sandbox.hpp"
+#include "stfs/mount/supervisor_filter.hpp"
 
 namespace stfs {
 namespace {
@@ -40,6 +43,9 @@ int err_or_ok(long rc) { return rc < 0 ? errno : 0; }
 // What the ptrace attempt attaches to: a process of our own, forked before
 // each attempt and killed after it.
 pid_t g_target = -1;
+
+// A folder made for the supervisor's unmount attempt, and removed after.
+std::string g_not_a_mount;
 
 // An exec that got through exits with this.
 constexpr int kExecStatus = 42;
@@ -138,23 +144,9 @@ std::vector<Attempt> attempts(const std::string& source, int opened_before) {
   return a;
 }
 
-}  // namespace
-
-int run_sandbox_test(const SandboxPlan& plan, const std::string& source) {
-  std::printf("sandbox test of %s\n", source.c_str());
-  if (!plan.enabled) {
-    std::printf("  sandbox off (-o sandbox=off): nothing is confined\n");
-  } else {
-    std::printf("  reads allowed beneath:%s\n", plan.read_beneath.empty() ? " nothing" : "");
-  }
-  for (const std::string& p : plan.read_beneath) std::printf("    %s\n", p.c_str());
-  std::string inside = some_file(source);
-  int opened = inside.empty() ? -1 : ::open(inside.c_str(), O_RDONLY | O_CLOEXEC);
-  auto list = attempts(source, opened);
-  if (!plan.read_beneath.empty() && !inside.empty()) {
-    list.push_back({"open a file beneath the source (" + inside + ")",
-                    [inside] { return try_open(inside, O_RDONLY); }, true});
-  }
+// Runs each attempt in a child that confines itself with `confine` first;
+// prints each verdict; true if every one held.
+bool run_attempts(const std::vector<Attempt>& list, const std::function<bool()>& confine) {
   bool all_held = true;
   for (const Attempt& a : list) {
     std::fflush(stdout);
@@ -164,12 +156,12 @@ int run_sandbox_test(const SandboxPlan& plan, const std::string& source) {
       while (true) ::pause();
     }
     int pipefd[2];
-    if (::pipe2(pipefd, O_CLOEXEC) != 0) return 3;
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return false;
     pid_t pid = ::fork();
     if (pid == 0) {
       ::close(pipefd[0]);
       int result = -1;
-      if (auto r = apply_sandbox(plan); r) result = a.run();
+      if (confine()) result = a.run();
       ssize_t n = ::write(pipefd[1], &result, sizeof result);
       ::_exit(n == sizeof result ? 0 : 1);
     }
@@ -201,6 +193,77 @@ int run_sandbox_test(const SandboxPlan& plan, const std::string& source) {
     }
     std::printf("  %-60s %s\n", a.what.c_str(), verdict.c_str());
     all_held = all_held && ok;
+  }
+  return all_held;
+}
+
+// What the supervisor's confinement must refuse (supervisor_filter.hpp),
+// and the one call of its own it must keep.
+std::vector<Attempt> supervisor_attempts() {
+  return {
+      {"ptrace another process",
+       [] {
+         const long rc = ::ptrace(PTRACE_ATTACH, g_target, 0, 0);
+         return rc == 0 ? (::ptrace(PTRACE_DETACH, g_target, 0, 0), 0) : errno;
+       }},
+      {"mount a tmpfs", [] { return err_or_ok(::mount("none", "/tmp", "tmpfs", 0, nullptr)); }},
+      {"enter a new mount namespace", [] { return err_or_ok(::unshare(CLONE_NEWNS)); }},
+      {"open a TCP socket",
+       [] {
+         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+         if (fd < 0) return errno;
+         ::close(fd);
+         return 0;
+       }},
+      {"load a kernel module", [] { return err_or_ok(::syscall(SYS_finit_module, -1, "", 0)); }},
+      {"hold CAP_SYS_MODULE or CAP_NET_ADMIN",
+       [] {
+         __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+         __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3]{};
+         if (::syscall(SYS_capget, &h, d) != 0) return errno;
+         const bool has = (d[0].effective | d[0].permitted) &
+                          ((1u << CAP_SYS_MODULE) | (1u << CAP_NET_ADMIN));
+         return has ? 0 : EPERM;
+       }},
+      {"unmount (what it is for: EINVAL on a new folder, which is no mount)",
+       [] {
+         const int e = err_or_ok(::umount2(g_not_a_mount.c_str(), UMOUNT_NOFOLLOW));
+         return e == EINVAL ? 0 : e;
+       },
+       true},
+  };
+}
+
+}  // namespace
+
+int run_sandbox_test(const SandboxPlan& plan, const std::string& source) {
+  std::printf("sandbox test of %s\n", source.c_str());
+  if (!plan.enabled) {
+    std::printf("  sandbox off (-o sandbox=off): nothing is confined\n");
+  } else {
+    std::printf("  reads allowed beneath:%s\n", plan.read_beneath.empty() ? " nothing" : "");
+  }
+  for (const std::string& p : plan.read_beneath) std::printf("    %s\n", p.c_str());
+  std::string inside = some_file(source);
+  int opened = inside.empty() ? -1 : ::open(inside.c_str(), O_RDONLY | O_CLOEXEC);
+  auto list = attempts(source, opened);
+  if (!plan.read_beneath.empty() && !inside.empty()) {
+    list.push_back({"open a file beneath the source (" + inside + ")",
+                    [inside] { return try_open(inside, O_RDONLY); }, true});
+  }
+  bool all_held = run_attempts(list, [&plan] { return apply_sandbox(plan).has_value(); });
+  if (::geteuid() == 0) {
+    std::printf("the supervisor (holds the mount's connection; confined as root only):\n");
+    char dir[] = "/tmp/stfs-sandbox-test-XXXXXX";
+    if (!::mkdtemp(dir)) return 3;
+    g_not_a_mount = dir;
+    all_held = run_attempts(supervisor_attempts(), [] {
+                 return confine_supervisor().has_value();
+               }) && all_held;
+    ::rmdir(dir);
+  } else {
+    std::printf("the supervisor: not confined for an ordinary user (it unmounts through "
+                "fusermount3, which no_new_privs would stop)\n");
   }
   if (opened >= 0) ::close(opened);
   std::printf("%s\n", all_held ? "every attempt was refused" : "the sandbox does NOT hold");
