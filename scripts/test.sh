@@ -27,7 +27,7 @@ if [ "${1:-}" = "--tsan" ]; then
   extra+=(-DSTFS_TSAN=ON -DCMAKE_BUILD_TYPE=Debug -DSTFS_BUILD_BENCH=OFF)
   export STFS_SANITIZER=tsan
   export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-  filter=(-R 'mount\.SampleMount|mount\.Truncation|mount\.Lifecycle|faults\.SourceChanges|faults\.DaemonDeath|faults\.Cycles|folders\.|views\.')
+  filter=(-R 'takeover\.|mount\.SampleMount|mount\.Truncation|mount\.Lifecycle|faults\.SourceChanges|faults\.DaemonDeath|faults\.Cycles|folders\.|views\.')
 fi
 BUILD_DIR=${1:-$BUILD_DIR}
 scripts/setup.sh "$BUILD_DIR" "${extra[@]}"

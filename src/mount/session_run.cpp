@@ -105,6 +105,9 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks, int ado
   }
   if (hooks.on_stopping && !c.retiring.load()) hooks.on_stopping();
   c.reads.drain();  // answers what is queued while the session still exists
+  // Retired: libfuse's loop dropped what its threads had read as it ended;
+  // the new daemon gets those now rather than at our exit.
+  if (c.retiring.load()) (void)request_resend(c.device_fd.load());
   // A signal ends the loop with 0 here; an error in the loop is logged.
   if (*res != 0 && !driver.exited()) {
     spdlog::error("FUSE loop for {} ended with error {}", opts.mountpoint, *res);
