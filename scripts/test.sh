@@ -19,6 +19,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   export STFS_SANITIZER=asan
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0}
 fi
 filter=()
 if [ "${1:-}" = "--tsan" ]; then

@@ -131,7 +131,9 @@ Result<void> apply_mount_options(std::string_view list, MountOptions& o) {
     } else if (opt == "packed") {
       o.views.packed = true;
     } else if (opt == "originals") {
-      o.views.originals = true;
+      o.views.originals = true;  // the default since folders load; kept for old command lines
+    } else if (opt == "model_dirs") {
+      o.views.originals = false;
     } else if (opt == "direct_io") {
       o.direct_io = true;
     } else if (opt == "rw") {
@@ -210,11 +212,14 @@ std::string_view mount_options_help() {
          "                       (for loaders that want one file); a single-file source\n"
          "                       has no packed view\n"
          "  f32                  add __f32__/<tensor>: every floating tensor as float32\n"
-         "  originals            folder sources: every valid <X>.safetensors (and <X>.gguf)\n"
-         "                       stays a file at its own name for loaders (its validated\n"
-         "                       header, then its data in place), its tensors beside it\n"
-         "                       in <X>.safetensors.d/ (<X>.gguf.d/); source entries\n"
-         "                       named so are left out\n"
+         "  model_dirs           folder sources: every valid <X>.safetensors (and <X>.gguf)\n"
+         "                       becomes a directory of its tensors at its own name.\n"
+         "                       Without it (the default) each stays a file at its own\n"
+         "                       name, byte for byte the source (its validated header,\n"
+         "                       then its data in place), so loaders, sha256sum and cp\n"
+         "                       see the model; its tensors are beside it in\n"
+         "                       <X>.safetensors.d/ (<X>.gguf.d/), and source entries\n"
+         "                       named so are left out. (originals: the default, accepted)\n"
          "  threads=N            source reads served at once (default 8); the loop keeps\n"
          "                       2 more threads that never wait on a source, and reads\n"
          "                       past N wait in a queue, so a stalled source never\n"

@@ -201,22 +201,22 @@ bool run_attempts(const std::vector<Attempt>& list, const std::function<bool()>&
 // and the one call of its own it must keep.
 std::vector<Attempt> supervisor_attempts() {
   return {
-      {"ptrace another process",
+      {"supervisor: ptrace another process",
        [] {
          const long rc = ::ptrace(PTRACE_ATTACH, g_target, 0, 0);
          return rc == 0 ? (::ptrace(PTRACE_DETACH, g_target, 0, 0), 0) : errno;
        }},
-      {"mount a tmpfs", [] { return err_or_ok(::mount("none", "/tmp", "tmpfs", 0, nullptr)); }},
-      {"enter a new mount namespace", [] { return err_or_ok(::unshare(CLONE_NEWNS)); }},
-      {"open a TCP socket",
+      {"supervisor: mount a tmpfs", [] { return err_or_ok(::mount("none", "/tmp", "tmpfs", 0, nullptr)); }},
+      {"supervisor: enter a new mount namespace", [] { return err_or_ok(::unshare(CLONE_NEWNS)); }},
+      {"supervisor: open a TCP socket",
        [] {
          int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
          if (fd < 0) return errno;
          ::close(fd);
          return 0;
        }},
-      {"load a kernel module", [] { return err_or_ok(::syscall(SYS_finit_module, -1, "", 0)); }},
-      {"hold CAP_SYS_MODULE or CAP_NET_ADMIN",
+      {"supervisor: load a kernel module", [] { return err_or_ok(::syscall(SYS_finit_module, -1, "", 0)); }},
+      {"supervisor: hold CAP_SYS_MODULE or CAP_NET_ADMIN",
        [] {
          __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
          __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3]{};
@@ -225,7 +225,7 @@ std::vector<Attempt> supervisor_attempts() {
                           ((1u << CAP_SYS_MODULE) | (1u << CAP_NET_ADMIN));
          return has ? 0 : EPERM;
        }},
-      {"unmount (what it is for: EINVAL on a new folder, which is no mount)",
+      {"supervisor: unmount (what it is for: EINVAL on a new folder, which is no mount)",
        [] {
          const int e = err_or_ok(::umount2(g_not_a_mount.c_str(), UMOUNT_NOFOLLOW));
          return e == EINVAL ? 0 : e;

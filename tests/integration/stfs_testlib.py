@@ -163,6 +163,44 @@ def find_mount(path):
     return None
 
 
+_OTHER_USERS_BIN = None
+
+
+def stfs_for_other_users():
+    """A copy of stfs that any user can run, in a temp dir of mode 0755: the
+    build tree may sit under a private folder (a clone in `mktemp -d`),
+    which another user cannot reach. The ASan wrapper (a script that execs
+    the build's binary) is copied with its binary, and points at the copy.
+    Made once per test process; named stfs, as the tests look for."""
+    global _OTHER_USERS_BIN
+    if _OTHER_USERS_BIN:
+        return _OTHER_USERS_BIN
+    import atexit
+    import re
+    import shutil
+    d = tempfile.mkdtemp(prefix="stfs-bin-")
+    os.chmod(d, 0o755)
+    atexit.register(shutil.rmtree, d, True)
+    with open(STFS, "rb") as f:
+        head = f.read(2)
+    dest = os.path.join(d, "stfs")
+    if head == b"#!":
+        with open(STFS) as f:
+            script = f.read()
+        real = re.search(r'"(/[^"]+)"\s+-o', script).group(1)
+        os.mkdir(os.path.join(d, "real"), 0o755)
+        copy = os.path.join(d, "real", "stfs")  # its process is named stfs too
+        shutil.copy(real, copy)
+        os.chmod(copy, 0o755)
+        with open(dest, "w") as f:
+            f.write(script.replace(real, copy))
+    else:
+        shutil.copy(STFS, dest)
+    os.chmod(dest, 0o755)
+    _OTHER_USERS_BIN = dest
+    return dest
+
+
 def comm_of(pid):
     try:
         with open("/proc/%s/comm" % pid) as f:
@@ -272,6 +310,13 @@ def without_asan_sandbox_line(log):
                    if "the daemon is not confined: sandbox off (-o sandbox=off)" not in ln)
 
 
+# Options a module's folder mounts get unless they name a layout: modules
+# whose tests read tensors at X.safetensors/ (the layout of -o model_dirs)
+# set ["-o", "model_dirs"]. The default layout keeps X.safetensors a file
+# (test_loaders.py, test_takeover.py and the folder tests mount with it).
+FOLDER_DEFAULTS = []
+
+
 class Mount:
     """A real mount of `source` in a fresh temp dir, in the foreground
     (-f) so the test knows the daemon's PID. Always unmounts."""
@@ -279,6 +324,9 @@ class Mount:
     def __init__(self, source, *options, foreground=True):
         self.source = source
         self.options = list(options)
+        if (FOLDER_DEFAULTS and os.path.isdir(source)
+                and not any("model_dirs" in o or "originals" in o for o in self.options)):
+            self.options = FOLDER_DEFAULTS + self.options
         self.foreground = foreground
         self.dir = tempfile.mkdtemp(prefix="stfs-mnt-")
         self.path = os.path.join(self.dir, "mnt")

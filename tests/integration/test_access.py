@@ -12,6 +12,9 @@ import unittest
 import stfs_testlib as lib
 from stfs_testlib import Mount
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 NOBODY = 65534
 OTHER_USER = 1234  # owns the "private" folders; never the reader
 

@@ -114,7 +114,7 @@ class OptionOrder(unittest.TestCase):
         starts = [line[2:].split(" ")[0] for line in r.stdout.splitlines()
                   if line.startswith("  ") and not line.startswith("   ")]
         for opt in ("allow_other", "allow_root", "auto_unmount", "uid=N,", "umask=OOO",
-                    "fsname=NAME", "npy", "tree", "packed", "f32", "originals", "threads=N",
+                    "fsname=NAME", "npy", "tree", "packed", "f32", "model_dirs", "threads=N",
                     "read_path=auto|mmap|pread", "source_cache=drop|keep", "poll=SECONDS",
                     "read_ahead_kb=N|off", "busy_poll_us=N", "max_header=N"):
             self.assertIn(opt, starts, "--help has no line for " + opt)

@@ -13,6 +13,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import stfs_testlib as lib  # noqa: E402
 from stfs_testlib import Mount  # noqa: E402
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 
 def read(path):
     with open(path, "rb") as f:
@@ -165,7 +168,10 @@ class LiveUpdates(unittest.TestCase):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             self.assertTrue(wait_for(lambda: lib.find_mount(mnt_dir) is not None, 20))
-            self.assertEqual(sorted(os.listdir(mnt_dir)), ["config.json", "m.safetensors"])
+            # The default layout: the model file, its tensors beside it.
+            self.assertEqual(sorted(os.listdir(mnt_dir)),
+                             ["config.json", "m.safetensors", "m.safetensors.d"])
+            self.assertTrue(os.path.isfile(os.path.join(mnt_dir, "m.safetensors")))
             with open(os.path.join(self.src, "extra.json"), "w") as f:
                 f.write("{}\n")
             self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(mnt_dir, "extra.json"))))

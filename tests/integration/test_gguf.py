@@ -15,6 +15,9 @@ import gguf_writer as gw  # noqa: E402
 import stfs_testlib as lib  # noqa: E402
 from stfs_testlib import Mount  # noqa: E402
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 try:
     import numpy as np
 except ImportError:  # Debian's python3-numpy is installed by scripts/setup.sh

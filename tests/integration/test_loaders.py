@@ -1,7 +1,8 @@
-"""Loaders read the mount (issue 20): with -o originals every valid
+"""Loaders read the mount: by default (the loader layout) every valid
 X.safetensors of a folder stays a file at its own name, its validated
 header then its data in place, and its tensor directory sits beside it as
-X.safetensors.d/. Bytes are checked against the source read independently;
+X.safetensors.d/; -o model_dirs gives the older layout, where
+X.safetensors/ is the tensor directory. Bytes are checked against the source read independently;
 Hugging Face's own safetensors library (Debian 13's python3-safetensors)
 loads every model of the mount as it loads the source."""
 import errno
@@ -107,7 +108,7 @@ class Originals(unittest.TestCase):
         return os.path.join(mnt.path, os.path.relpath(path, self.tmp))
 
     def test_every_model_is_a_file_equal_to_its_source_beside_its_tensors(self):
-        with Mount(self.tmp, "-o", "originals") as mnt:
+        with Mount(self.tmp) as mnt:
             models = models_under(self.tmp)
             self.assertGreater(len(models), 12)
             for src in models:
@@ -143,7 +144,7 @@ class Originals(unittest.TestCase):
             self.skipTest("no corpus")
         with open(os.path.join(self.sharded, "model.safetensors.index.json")) as f:
             index = json.load(f)
-        with Mount(self.tmp, "-o", "originals,packed") as mnt:
+        with Mount(self.tmp, "-o", "packed") as mnt:
             root = self.mounted(self.sharded, mnt)
             merged = os.path.join(root, "model.safetensors.d")
             self.assertTrue(os.path.isdir(merged))
@@ -170,7 +171,7 @@ class Originals(unittest.TestCase):
         n = struct.unpack("<Q", original[:8])[0]
         head = original[8:8 + n]
         self.assertIn(b'"F32"', head)
-        with Mount(self.tmp, "-o", "originals") as mnt:
+        with Mount(self.tmp) as mnt:
             got = self.mounted(src, mnt)
             with open(src, "r+b") as f:
                 f.write(original[:8] + head.replace(b'"F32"', b'"F64"'))
@@ -188,8 +189,11 @@ class Originals(unittest.TestCase):
             self.assertIsNone(seen[-1], "the refused file is still in the tree")
             self.assertIn("single/model.safetensors: left out", mnt.log())
 
-    def test_without_the_option_models_stay_directories(self):
-        with Mount(self.tmp) as mnt:
+    def test_the_older_layout_is_one_option_away(self):
+        # -o originals, the loader layout's old name, is still accepted.
+        with Mount(self.tmp, "-o", "originals") as mnt:
+            self.assertTrue(os.path.isfile(os.path.join(mnt.path, "single", "model.safetensors")))
+        with Mount(self.tmp, "-o", "model_dirs") as mnt:
             self.assertTrue(os.path.isdir(os.path.join(mnt.path, "single", "model.safetensors")))
             # No name is reserved then: the source's file is served as it is.
             self.assertEqual(read(os.path.join(mnt.path, "single", "model.safetensors.d")),
@@ -218,7 +222,7 @@ class Originals(unittest.TestCase):
 
     @require_safetensors
     def test_the_safetensors_library_loads_every_model_of_the_mount(self):
-        self.loads_every_model("originals,packed")
+        self.loads_every_model("packed")
 
     @require_safetensors
     def test_the_library_loads_every_model_under_direct_io(self):
@@ -226,7 +230,7 @@ class Originals(unittest.TestCase):
         # kernel serves such mappings from its page cache (Linux 6.6).
         if not lib.direct_io_maps():
             self.skipTest("Linux %s maps no direct_io file (6.6 does)" % os.uname().release)
-        self.loads_every_model("originals,packed,direct_io")
+        self.loads_every_model("packed,direct_io")
 
     def loads_every_model(self, opts):
         with Mount(self.tmp, "-o", opts) as mnt:
@@ -261,7 +265,7 @@ class Originals(unittest.TestCase):
         original = load_file(src)
         data = read(src)
         n = struct.unpack("<Q", data[:8])[0]
-        with Mount(self.tmp, "-o", "originals") as mnt:
+        with Mount(self.tmp) as mnt:
             with open(src, "r+b") as f:
                 f.write(data[:8] + data[8:8 + n].replace(b'"F32"', b'"F64"'))
             with self.assertRaises(Exception):

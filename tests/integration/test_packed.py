@@ -12,6 +12,9 @@ import unittest
 import stfs_testlib as lib
 from stfs_testlib import Mount
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 SHARDED = os.path.join(lib.CORPUS, "sharded-safetensorsjl") if lib.CORPUS else ""
 
 

@@ -15,6 +15,9 @@ import unittest
 import stfs_testlib as lib
 from stfs_testlib import Mount
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 
 def wait_for(predicate, seconds=10.0):
     return lib.wait_for(predicate, seconds)

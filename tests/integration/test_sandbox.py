@@ -14,6 +14,9 @@ import unittest
 import stfs_testlib as lib
 from stfs_testlib import Mount as PlainMount
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 CAP_DAC_READ_SEARCH = 1 << 2
 
 
@@ -393,7 +396,8 @@ class OrdinaryUser(unittest.TestCase):
             env = dict(os.environ, HOME=home)
             with dev_fuse_mode(0o666):
                 for source in (os.path.join(models, "m.safetensors"), models):
-                    p = subprocess.Popen(as_user + [lib.STFS, "-f", "-o", "sandbox=on", source,
+                    p = subprocess.Popen(as_user + [lib.stfs_for_other_users(), "-f", "-o",
+                                                    "sandbox=on", source,
                                                     mp], env=env,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE)

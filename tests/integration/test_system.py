@@ -222,7 +222,7 @@ class UserMounts(unittest.TestCase):
             subprocess.run(["cp", lib.SAMPLE, src], check=True)
             os.chmod(src, 0o644)
             r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                lib.STFS, "-o", "allow_other", src, mp],
+                                lib.stfs_for_other_users(), "-o", "allow_other", src, mp],
                                capture_output=True, text=True, timeout=30)
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn("user_allow_other", r.stderr)

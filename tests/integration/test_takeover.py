@@ -214,8 +214,7 @@ class TakeoverCase(unittest.TestCase):
         mnt = Mount(src, *options)
         mnt.env = env
         mnt.start()
-        files = {os.path.join(mnt.path, n): b for n, b in blobs.items()}
-        return mnt, src, files
+        return mnt, src, {os.path.join(mnt.path, n): b for n, b in blobs.items()}
 
     def folder_mount(self, *options):
         root = os.path.join(self.tmp, "models")
@@ -223,7 +222,11 @@ class TakeoverCase(unittest.TestCase):
         shards = make_folder(root)
         mnt = Mount(root, *options)
         mnt.start()
-        files = tensor_files(mnt.path, root, shards)
+        try:
+            files = tensor_files(mnt.path, root, shards)
+        except BaseException:
+            mnt.stop()
+            raise
         return mnt, files
 
     def run_readers(self, mnt, files, disturb, mapped=True):
@@ -540,7 +543,7 @@ class Restart(TakeoverCase):
             # Another user may not restart it.
             if os.geteuid() == 0:
                 r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                    lib.STFS, "--restart", mnt.path],
+                                    lib.stfs_for_other_users(), "--restart", mnt.path],
                                    capture_output=True, text=True, timeout=30)
                 self.assertEqual(r.returncode, 3, r.stderr)
                 self.assertIn("cannot restart", r.stderr)

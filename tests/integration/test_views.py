@@ -11,6 +11,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import stfs_testlib as lib  # noqa: E402
 from stfs_testlib import Mount  # noqa: E402
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 try:
     import numpy as np
 except ImportError:  # Debian's python3-numpy is installed by scripts/setup.sh

@@ -49,7 +49,9 @@ struct MountOptions {
   // is blind to other clients; inotify alone on local ones.
   std::optional<unsigned> poll;
   AttrOptions attr;    // -o uid=, gid=, umask=
-  ViewOptions views;   // -o npy
+  // -o npy, tree, f32, packed; a folder keeps its model files as files
+  // (the loader layout) unless -o model_dirs.
+  ViewOptions views{.originals = true};
   Limits limits;       // -o max_header=, max_tensors=
   std::string fsname;  // -o fsname= (default: the source path)
   // The daemon's confinement once mounted (sandbox.hpp): -o sandbox=on|off,

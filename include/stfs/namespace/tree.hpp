@@ -77,9 +77,10 @@ struct ViewOptions {
   bool tree = false;  // -o tree: dotted names as nested directories
   bool f32 = false;   // -o f32: __f32__/<name>, every floating tensor as float32
   bool packed = false;  // -o packed: __packed__/<X>.safetensors per sharded checkpoint
-  // -o originals (folder sources): every valid X.safetensors stays a file
-  // at its own name (its validated header, then its data in place), its
-  // tensor directory beside it as X.safetensors.d/ (kOriginalsSuffix).
+  // Folder sources: every valid X.safetensors stays a file at its own
+  // name (its validated header, then its data in place), its tensor
+  // directory beside it as X.safetensors.d/ (kOriginalsSuffix). A mount's
+  // default (options.hpp); -o model_dirs turns it off.
   bool originals = false;
 };
 
