@@ -332,6 +332,7 @@ int run_mount(MountOptions o) {
       char cwd[PATH_MAX];
       if (::getcwd(cwd, sizeof cwd)) cfg.cwd = cwd;
       cfg.auto_unmount = o.auto_unmount;
+      cfg.confine = o.sandbox;
       cfg.background = !o.foreground;
       const int rc = run_supervisor(std::move(cfg));
       if (!o.foreground) ::_exit(rc);

@@ -62,7 +62,9 @@ def make_folder(root, seed=0):
 
 
 def tensor_files(mountpoint, root, shard_names):
-    """{absolute path in the mount: expected bytes}, from the sources."""
+    """{absolute path in the mount: expected bytes}, from the sources: every
+    tensor file, and in the loader layout each model file itself (what a
+    loader reads mid-load)."""
     out = {}
     for shard in shard_names:
         src = os.path.join(root, shard)
@@ -70,7 +72,10 @@ def tensor_files(mountpoint, root, shard_names):
         # The tensor directory: X.safetensors.d/ in the loader layout,
         # X.safetensors/ in the directory layout.
         d = os.path.join(mountpoint, shard + ".d")
-        if not os.path.isdir(d):
+        if os.path.isdir(d):
+            with open(src, "rb") as f:
+                out[os.path.join(mountpoint, shard)] = f.read()
+        else:
             d = os.path.join(mountpoint, shard)
         for name, entry in header.items():
             if name == "__metadata__":
@@ -391,6 +396,81 @@ class Takeover(TakeoverCase):
         finally:
             status = mnt.stop()
         mnt.check_clean_exit(status)
+
+    def test_polled_file_source(self):
+        # A polled source numbers inodes by hash, as a folder does.
+        mnt, _, files = self.file_mount("-o", "poll=1")
+        try:
+            self.run_readers(mnt, files, lambda: self.kill_daemon(mnt, signal.SIGKILL, 5, 0.7))
+        finally:
+            status = mnt.stop()
+        mnt.check_clean_exit(status)
+
+    def test_a_file_source_replaced_since_the_mount_is_not_taken_over(self):
+        # Its inode numbers are its entries' order: a new daemon would serve
+        # other bytes under them. The mount ends as without a supervisor.
+        mnt, src, files = self.file_mount()
+        try:
+            path = sorted(files)[0]
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), files[path])
+            make_model(src + ".new", seed=99)
+            os.rename(src + ".new", src)
+            os.kill(mnt.daemon_pid(), signal.SIGKILL)
+            self.assertEqual(mnt.proc.wait(timeout=60), 3)
+            self.assertIn("changed since it was mounted", mnt.log())
+            with self.assertRaises(OSError) as cm:
+                os.stat(path)
+            self.assertIn(cm.exception.errno, (errno.ENOTCONN, errno.ENOENT))
+        finally:
+            mnt.stop()
+
+    def test_an_ordinary_users_mount_is_taken_over_too(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become the user")
+        home = tempfile.mkdtemp(prefix="stfs-home-", dir=self.tmp)
+        os.chmod(self.tmp, 0o755)
+        os.chmod(home, 0o755)
+        src = os.path.join(home, "m.safetensors")
+        blobs = make_model(src)
+        mp = os.path.join(home, "mnt")
+        os.mkdir(mp)
+        for p in (home, src, mp):
+            os.chown(p, 65534, 65534)
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        old_mode = os.stat("/dev/fuse").st_mode & 0o7777
+        os.chmod("/dev/fuse", 0o666)
+        p = subprocess.Popen(as_user + [lib.stfs_for_other_users(), "-f", src, mp],
+                             env=dict(os.environ, HOME=home), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            self.assertTrue(lib.wait_for(lambda: lib.find_mount(mp) is not None, 30))
+            files = {os.path.join(mp, n): b for n, b in blobs.items()}
+            first = lib.daemon_under(p.pid)
+            os.kill(first, signal.SIGKILL)
+            second = lib.daemon_under(p.pid, other_than=first)
+            # Only the user reads a mount made without allow_other.
+            for path, want in files.items():
+                got = subprocess.run(as_user + ["cat", path], capture_output=True, timeout=30)
+                self.assertEqual(got.returncode, 0, got.stderr)
+                self.assertEqual(got.stdout, want, path)
+            # The user restarts their own mount.
+            r = subprocess.run(as_user + [lib.stfs_for_other_users(), "--restart", mp],
+                               capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, HOME=home))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotEqual(lib.daemon_under(p.pid, other_than=second), second)
+            u = subprocess.run(as_user + ["fusermount3", "-u", mp], capture_output=True, text=True)
+            self.assertEqual(u.returncode, 0, u.stderr)
+            self.assertEqual(p.wait(timeout=30), 0)
+        finally:
+            os.chmod("/dev/fuse", old_mode)
+            if lib.find_mount(mp):
+                subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stderr.close()
 
     def test_handles_of_an_earlier_daemon(self):
         # A folder mount opens with handles (no stateless opens): files

@@ -34,6 +34,7 @@ struct SupervisorConfig {
   std::vector<std::string> argv;  // and its arguments, as given
   std::string cwd;                // where they were given (relative paths)
   bool auto_unmount = false;      // -o auto_unmount
+  bool confine = true;            // -o sandbox=on (off: valgrind, LeakSanitizer)
   bool background = false;        // detach and log to syslog once mounted
 };
 
