@@ -1,5 +1,8 @@
 #include "stfs/format/convert.hpp"
 
+#include "stfs/format/dequant.hpp"
+#include "stfs/format/gguf.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -83,44 +86,18 @@ float f64_to_f32(std::uint64_t bits) {
   return static_cast<float>(v);
 }
 
-namespace {
-
-constexpr std::uint16_t kGgmlQ4_0 = 2, kGgmlQ8_0 = 8;
-
-std::uint16_t le16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
-
-// ggml's dequantize_row_q8_0: an f16 scale d, then 32 int8 values q; x = q*d.
-void q8_0_to_f32(const std::uint8_t* in, std::size_t blocks, float* out) {
-  for (std::size_t b = 0; b < blocks; ++b, in += 34, out += 32) {
-    const float d = f16_to_f32(le16(in));
-    for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<std::int8_t>(in[2 + j])) * d;
-  }
-}
-
-// ggml's dequantize_row_q4_0: an f16 scale d, then 16 bytes; value j is the
-// low nibble of byte j, value j+16 its high nibble, each less 8, times d.
-void q4_0_to_f32(const std::uint8_t* in, std::size_t blocks, float* out) {
-  for (std::size_t b = 0; b < blocks; ++b, in += 18, out += 32) {
-    const float d = f16_to_f32(le16(in));
-    for (int j = 0; j < 16; ++j) {
-      out[j] = static_cast<float>((in[2 + j] & 0x0f) - 8) * d;
-      out[j + 16] = static_cast<float>((in[2 + j] >> 4) - 8) * d;
-    }
-  }
-}
-
-}  // namespace
-
 std::optional<F32Decoder> f32_decoder(const TensorInfo& t) {
-  if (t.ggml_type == kGgmlQ8_0) return F32Decoder{32, 34, Dtype::kU8, kGgmlQ8_0};
-  if (t.ggml_type == kGgmlQ4_0) return F32Decoder{32, 18, Dtype::kU8, kGgmlQ4_0};
+  if (t.ggml_type != kNoGgmlType && ggml_dequantizes(t.ggml_type)) {
+    const GgmlType* g = ggml_type(t.ggml_type);
+    if (!g) return std::nullopt;
+    return F32Decoder{g->block, g->type_size, Dtype::kU8, static_cast<std::uint16_t>(t.ggml_type)};
+  }
   if (!has_elements(t) || !f32_convertible(t.dtype)) return std::nullopt;
   return F32Decoder{1, dtype_bits(t.dtype) / 8, t.dtype};
 }
 
 void decode_f32(const F32Decoder& dec, const std::uint8_t* in, std::size_t blocks, float* out) {
-  if (dec.ggml_type == kGgmlQ8_0) return q8_0_to_f32(in, blocks, out);
-  if (dec.ggml_type == kGgmlQ4_0) return q4_0_to_f32(in, blocks, out);
+  if (dec.ggml_type != kNoGgmlType) return dequantize_ggml(dec.ggml_type, in, blocks, out);
   to_f32(dec.dtype, in, blocks, out);
 }
 

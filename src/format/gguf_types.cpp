@@ -1,5 +1,8 @@
 // ggml's tensor types as GGUF files carry them: ids, names and block
-// layouts from ggml's type traits (ggml.c) and gguf-py's GGML_QUANT_SIZES.
+// layouts from ggml's own C definitions (the block structs of
+// ggml-common.h, through ggml.c's type traits): what llama.cpp computes
+// when it loads. gguf-py's GGML_QUANT_SIZES differs for Q8_1 (40 bytes,
+// an older layout; ggml's block_q8_1 is two halves and 32 quants: 36).
 // Ids 4, 5, 31-33 and 36-38 were removed from ggml and are refused.
 #include <array>
 
@@ -20,7 +23,7 @@ constexpr std::array<GgmlType, kGgmlTypeCount> kTypes = {{
     {"Q5_0", 32, 2 + 4 + 16, std::nullopt},
     {"Q5_1", 32, 2 + 2 + 4 + 16, std::nullopt},
     {"Q8_0", 32, 2 + 32, std::nullopt},
-    {"Q8_1", 32, 4 + 4 + 32, std::nullopt},
+    {"Q8_1", 32, 2 + 2 + 32, std::nullopt},
     {"Q2_K", kQK, 2 + 2 + kQK / 16 + kQK / 4, std::nullopt},
     {"Q3_K", kQK, 2 + kQK / 4 + kQK / 8 + 12, std::nullopt},
     {"Q4_K", kQK, 2 + 2 + kQK / 2 + 12, std::nullopt},
@@ -53,6 +56,7 @@ constexpr std::array<GgmlType, kGgmlTypeCount> kTypes = {{
     {"MXFP4", 32, 1 + 16, std::nullopt},
     {"NVFP4", 64, 4 + 32, std::nullopt},
     {"Q1_0", 128, 2 + 16, std::nullopt},
+    {"Q2_0", 64, 2 + 16, std::nullopt},
 }};
 
 }  // namespace

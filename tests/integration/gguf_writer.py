@@ -18,10 +18,11 @@ SCALAR = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "
           BOOL: "<?", U64: "<Q", I64: "<q", F64: "<d"}
 
 QK_K = 256
-# ggml type id -> (name, block size, bytes per block)
+# ggml type id -> (name, block size, bytes per block), from ggml's C block
+# structs (ggml-common.h): Q8_1 is 36 bytes there (gguf-py still says 40).
 TYPES = {
     0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
-    6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40),
+    6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36),
     10: ("Q2_K", QK_K, 2 + 2 + QK_K // 16 + QK_K // 4),
     11: ("Q3_K", QK_K, 2 + QK_K // 4 + QK_K // 8 + 12),
     12: ("Q4_K", QK_K, 2 + 2 + QK_K // 2 + 12),
@@ -38,6 +39,7 @@ TYPES = {
     28: ("F64", 1, 8), 29: ("IQ1_M", QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
     30: ("BF16", 1, 2), 34: ("TQ1_0", QK_K, 2 + 4 * 13), 35: ("TQ2_0", QK_K, 2 + 64),
     39: ("MXFP4", 32, 17), 40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18),
+    42: ("Q2_0", 64, 18),
 }
 BY_NAME = {name: (tid, block, size) for tid, (name, block, size) in TYPES.items()}
 # numpy's spelling of the element types (BF16 as its raw bits).

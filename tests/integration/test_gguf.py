@@ -333,5 +333,67 @@ class GgufViews(unittest.TestCase):
                         self.assertEqual(f.read(), raw)
 
 
+@unittest.skipIf(np is None, "needs numpy")
+class GgufDequant(unittest.TestCase):
+    """The f32 view of every quantised type with a dequantiser equals ggml's
+    reference dequantiser, written again in numpy (ggml_dequant.py), bit for
+    bit: on blocks of every quant bit pattern, and on blocks quantised from
+    weights the way ggml's quantisers write them."""
+
+    def test_every_type_bit_for_bit(self):
+        import ggml_dequant as gd
+        rng = np.random.default_rng(34)
+        tensors, want = [], {}
+        for name, (fn, block, size, _) in sorted(gd.DEQUANT.items()):
+            for kind in ("random", "quantised"):
+                count = 24 if block > 32 else 96
+                if kind == "random":
+                    blocks = gd.random_blocks(name, count, rng)
+                else:
+                    weights = (rng.standard_normal(count * block) * 0.05).astype("<f4")
+                    blocks = gd.quantize_like_ggml(name, weights, rng)
+                key = "%s.%s" % (name.lower(), kind)
+                tensors.append((key, name, [count * block // 32, 32] if block == 32
+                                else [count, block], blocks.tobytes()))
+                want[key] = fn(blocks).astype("<f4")
+        data, _, _ = gw.gguf_bytes([], tensors)
+        with tempfile.TemporaryDirectory() as d:
+            src = write(d, "q.gguf", data)
+            r = lib.run_stfs("--check", src)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with Mount(src, "-o", "f32") as mnt:
+                f32d = os.path.join(mnt.path, "__f32__")
+                self.assertEqual(sorted(os.listdir(f32d)), sorted(want))
+                for key, w in want.items():
+                    p = os.path.join(f32d, key)
+                    self.assertEqual(os.stat(p).st_size, w.size * 4, key)
+                    with open(p, "rb") as f:
+                        got = np.frombuffer(f.read(), dtype="<u4")
+                    bad = np.nonzero(got != w.view("<u4"))[0]
+                    self.assertEqual(bad.size, 0, "%s: %d values differ, first at %s: %r != %r"
+                                     % (key, bad.size, bad[:1], got[bad[:1]].view("<f4"),
+                                        w[bad[:1]]))
+                    # Reads that start and end inside blocks.
+                    with open(p, "rb") as f:
+                        f.seek(1030)
+                        self.assertEqual(f.read(4099), w.tobytes()[1030:5129], key)
+
+    def test_ggml_block_sizes(self):
+        # Q8_1 is 36 bytes a block in ggml (a file ggml wrote mounts);
+        # Q2_0, id 42, 64 elements in 18 bytes.
+        tensors = [("q81", "Q8_1", [2, 64], bytes(range(144))),
+                   ("q20", "Q2_0", [1, 128], bytes(range(36)))]
+        data, _, _ = gw.gguf_bytes([], tensors)
+        with tempfile.TemporaryDirectory() as d:
+            src = write(d, "s.gguf", data)
+            r = lib.run_stfs("--check", src)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with Mount(src) as mnt:
+                with open(os.path.join(mnt.path, "q81"), "rb") as f:
+                    self.assertEqual(f.read(), bytes(range(144)))
+                with open(os.path.join(mnt.path, "q20"), "rb") as f:
+                    self.assertEqual(f.read(), bytes(range(36)))
+
+
 if __name__ == "__main__":
     unittest.main()

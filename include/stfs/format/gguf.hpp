@@ -31,7 +31,7 @@ struct GgmlType {
 // The type with id `id`, or nullptr for an unknown or removed id.
 const GgmlType* ggml_type(std::uint32_t id);
 // One past the highest id the table knows.
-inline constexpr std::uint32_t kGgmlTypeCount = 42;
+inline constexpr std::uint32_t kGgmlTypeCount = 43;
 
 inline constexpr std::uint32_t kGgufDefaultAlignment = 32;
 // Arrays of arrays deeper than this are refused (llama.cpp refuses any).

@@ -122,10 +122,16 @@ TEST(Dequantise, Q8_0AndQ4_0AsGgmlDoes) {
     EXPECT_EQ(out[j], static_cast<float>(j - 8) * 0.5f) << j;            // low nibbles first
     EXPECT_EQ(out[j + 16], static_cast<float>(7 - j) * 0.5f) << j;       // then the high ones
   }
-  // Other quantised types have no float32 rendering; F32 is served as it is.
+  // The K-quants decode in their 256-value super-blocks; the IQ1-IQ3
+  // grids and Q8_K have no float32 rendering; F32 is served as it is.
   TensorInfo q4k;
   q4k.ggml_type = 12;
-  EXPECT_FALSE(f32_decoder(q4k));
+  ASSERT_TRUE(f32_decoder(q4k));
+  EXPECT_EQ(f32_decoder(q4k)->block, 256u);
+  EXPECT_EQ(f32_decoder(q4k)->block_bytes, 144u);
+  TensorInfo iq2;
+  iq2.ggml_type = 16;
+  EXPECT_FALSE(f32_decoder(iq2));
   TensorInfo f32;
   f32.dtype = Dtype::kF32;
   EXPECT_FALSE(f32_decoder(f32));
