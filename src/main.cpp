@@ -48,7 +48,7 @@ const char kHelp[] =
     "Options may come before, between or after SOURCE and MOUNTPOINT.\n"
     "  -v, --verbose  log more\n"
     "  --check        validate each FILE (safetensors or GGUF), one line each:\n"
-    "                   OK <file>: <n> tensors (<dtypes>)\n"
+    "                   OK <file>: <format>, <n> tensors, <data size> (<dtypes>)\n"
     "                   INVALID <file>: <reason> [<rule>]\n"
     "  --sandbox-test apply the sandbox that a mount of SOURCE (with these -o\n"
     "                 options) would, try what an attacker would try (read\n"

@@ -112,7 +112,12 @@ ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
 }
 ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
                       void*) {
-  return ::splice(in, in_off, out, out_off, len, flags);
+  const ssize_t n = ::splice(in, in_off, out, out_off, len, flags);
+  // ENOENT comes only from the device: the request is no longer ours (a
+  // takeover had it resent). libfuse ignores that for its writes but
+  // prints it for splices: it is not an error either way.
+  if (n < 0 && errno == ENOENT) return static_cast<ssize_t>(len);
+  return n;
 }
 
 bool route_device_reads(fuse_session* se, int fd) {

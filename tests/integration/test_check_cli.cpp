@@ -19,7 +19,8 @@ using test::TempDir;
 TEST(CheckCli, ValidFilePrintsOkLineAndExitsZero) {
   auto r = run({STFS_BIN, "--check", STFS_SAMPLE});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, std::string("OK ") + STFS_SAMPLE + ": 21 tensors (BF16,F16,F32)\n");
+  EXPECT_EQ(r.out,
+            std::string("OK ") + STFS_SAMPLE + ": safetensors, 21 tensors, 258 KiB (BF16,F16,F32)\n");
 }
 
 TEST(CheckCli, InvalidFileNamesTheRuleAndExitsTwo) {
@@ -41,10 +42,10 @@ TEST(CheckCli, MixedFilesPrintOneLineEachInOrder) {
   std::string missing = dir.path() + "/missing.safetensors";
   auto r = run({STFS_BIN, "--check", ok, small, missing, ok});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.out, "OK " + ok + ": 0 tensors ()\n" + "INVALID " + small +
+  EXPECT_EQ(r.out, "OK " + ok + ": safetensors, 0 tensors, 0 B ()\n" + "INVALID " + small +
                        ": header too small: file has 3 bytes, fewer than 8 [HeaderTooSmall]\n" +
                        "INVALID " + missing + ": cannot open: No such file or directory\n" + "OK " +
-                       ok + ": 0 tensors ()\n");
+                       ok + ": safetensors, 0 tensors, 0 B ()\n");
 }
 
 TEST(CheckCli, DirectoryIsInvalid) {

@@ -102,8 +102,11 @@ class GgufFile(unittest.TestCase):
                 self.assertEqual(out, blob[21:56])
             r = lib.run_stfs("--check", src)
             self.assertEqual(r.returncode, 0, r.stdout)
-            self.assertEqual(r.stdout.strip(), "OK %s: %d tensors (BF16,F16,F32,Q4_0,Q4_K,Q6_K,Q8_0)"
-                             % (src, len(tensors)))
+            # What was validated: the format, its version, the count, the data.
+            data_bytes = sum(len(t[3]) for t in tensors)
+            self.assertEqual(r.stdout.strip(),
+                             "OK %s: GGUF v3, %d tensors, %s (BF16,F16,F32,Q4_0,Q4_K,Q6_K,Q8_0)"
+                             % (src, len(tensors), human_size(data_bytes)))
 
     def test_every_ggml_type(self):
         tensors = gw.every_type()
@@ -312,7 +315,13 @@ class GgufViews(unittest.TestCase):
                     self.assertEqual(got.dtype, a.dtype, k)
                     self.assertTrue(np.array_equal(got, a), k)
                 f32d = os.path.join(mnt.path, "__f32__")
-                self.assertEqual(sorted(os.listdir(f32d)), ["bf16", "f16", "f32", "f64", "q4", "q8"])
+                self.assertEqual(sorted(os.listdir(f32d)),
+                                 ["bf16", "f16", "f32", "f64", "q4", "q4k", "q8"])
+                # Q4_K too (GgufDequant checks every type at length).
+                import ggml_dequant as gd
+                want_q4k = gd.q4_k(np.frombuffer(bytes(range(144)), np.uint8).reshape(1, 144))
+                with open(os.path.join(f32d, "q4k"), "rb") as f:
+                    self.assertEqual(f.read(), want_q4k.astype("<f4").tobytes())
                 for k, want in (("q8", want_q8), ("q4", want_q4)):
                     p = os.path.join(f32d, k)
                     self.assertEqual(os.stat(p).st_size, want.size * 4, k)
@@ -331,6 +340,18 @@ class GgufViews(unittest.TestCase):
                 for k, raw in (("q8", q8.tobytes()), ("q4k", bytes(range(144)))):
                     with open(os.path.join(mnt.path, k), "rb") as f:
                         self.assertEqual(f.read(), raw)
+
+
+def human_size(n):
+    """--check's size: bytes below 1 KiB, else three significant figures."""
+    if n < 1024:
+        return "%d B" % n
+    v, units = n / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    u = 0
+    while v >= 1024 and u < len(units) - 1:
+        v /= 1024
+        u += 1
+    return ("%.2f %s" if v < 10 else "%.1f %s" if v < 100 else "%.0f %s") % (v, units[u])
 
 
 @unittest.skipIf(np is None, "needs numpy")

@@ -555,7 +555,7 @@ class Lifecycle(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             shutil.copy(lib.SAMPLE, os.path.join(d, "m.safetensors"))
             with Mount(d, "-o", "debug") as mnt:
-                opens, _, _ = opens_and_reads(mnt, os.path.join(mnt.path, "m.safetensors"))
+                opens, _, _ = opens_and_reads(mnt, os.path.join(mnt.path, "m.safetensors.d"))
                 self.assertGreaterEqual(opens, 3 * len(names))
 
     def test_signals_unmount_cleanly(self):

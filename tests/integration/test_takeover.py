@@ -24,6 +24,9 @@ from stfs_testlib import Mount
 
 CRASH_PRELOAD = os.environ.get("STFS_CRASH_PRELOAD", "")
 SANITIZER = os.environ.get("STFS_SANITIZER", "")
+# A SIGSEGV sent from outside is a death here, not a report: under ASan the
+# runtime would catch it and print one (which fails a clean exit).
+SEGV_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":handle_segv=0")
 
 
 def resends():
@@ -213,7 +216,7 @@ class TakeoverCase(unittest.TestCase):
     def tearDown(self):
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def file_mount(self, *options, env=None):
+    def file_mount(self, *options, env=SEGV_ENV):
         src = os.path.join(self.tmp, "m.safetensors")
         blobs = make_model(src)
         mnt = Mount(src, *options)
@@ -226,6 +229,7 @@ class TakeoverCase(unittest.TestCase):
         os.mkdir(root)
         shards = make_folder(root)
         mnt = Mount(root, *options)
+        mnt.env = SEGV_ENV
         mnt.start()
         try:
             files = tensor_files(mnt.path, root, shards)
