@@ -9,6 +9,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "gguf_splits.hpp"
 #include "shards.hpp"
 #include "stfs/base/paths.hpp"
 #include "stfs/source/path_walk.hpp"
@@ -65,7 +66,8 @@ class FolderScan {
       spdlog::warn("{}: left out, deeper than {} levels", path, kMaxDepth);
       return;
     }
-    std::map<std::string, std::uint32_t> models;  // X.safetensors -> source
+    std::map<std::string, std::uint32_t> models;
+    std::map<std::string, std::uint32_t> gguf_models;  // X.safetensors -> source
     std::vector<std::pair<std::string, std::uint32_t>> indexes;  // name, source
     std::vector<std::string> names;
     if (auto listed = walker_.fs().list(path)) {
@@ -123,8 +125,9 @@ class FolderScan {
           sub = b_.add_dir(dir, name, stat);
         }
         b_.add_model_contents(sub, *src);
-        // Shards of an index are safetensors only.
+        // Shards of an index are safetensors; parts of a split, GGUF.
         if (*model == Format::kSafetensors) models[name] = *src;
+        if (*model == Format::kGguf) gguf_models[name] = *src;
       } else {
         b_.add_file(dir, name, *src, b_.add_model_stat(*src));
         if (name.ends_with(".safetensors.index.json")) indexes.emplace_back(name, *src);
@@ -134,6 +137,7 @@ class FolderScan {
     for (const auto& [index, src] : indexes) {
       add_merged_view(b_, dir, path, index, src, names, models, packed_dir);
     }
+    add_gguf_split_views(b_, dir, path, names, gguf_models);
   }
 
  private:

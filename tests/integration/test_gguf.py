@@ -342,6 +342,96 @@ class GgufViews(unittest.TestCase):
                         self.assertEqual(f.read(), raw)
 
 
+@lib.require_fuse
+class GgufSplit(unittest.TestCase):
+    """A model split by gguf-split (X-00001-of-00003.gguf, split.* keys)
+    mounts as one merged directory, each tensor read from its part. (This
+    module's folder mounts default to -o model_dirs; "originals" names the
+    loader layout, the default of a plain mount.)"""
+
+    def write_split(self, d, parts=3, per=2, keys=None, skip=(), dup=None):
+        """Writes the parts; returns {tensor: bytes} and the first part's
+        key/values. keys(no) may change a part's split keys."""
+        rnd = np.random.default_rng(7) if np is not None else None
+        want = {}
+        for no in range(1, parts + 1):
+            tensors = []
+            for i in range(per):
+                name = "blk.%d.w%d" % (no, i)
+                blob = (rnd.integers(0, 256, 64 * 4, dtype=np.uint8).tobytes() if rnd is not None
+                        else bytes([no * 16 + i]) * 256)
+                tensors.append((name, "F32", [64], blob))
+                want[name] = blob
+            if dup and no == dup[1]:
+                tensors.append((dup[0], "F32", [64], bytes(256)))
+            kv = [("split.no", gw.U16, no - 1), ("split.count", gw.U16, parts),
+                  ("split.tensors.count", gw.I32, parts * per)]
+            if no == 1:
+                kv = [("general.name", gw.STRING, "split-test")] + kv
+            if keys:
+                kv = keys(no, kv)
+            if no in skip:
+                continue
+            data, _, _ = gw.gguf_bytes(kv, tensors)
+            write(d, "m-%05d-of-%05d.gguf" % (no, parts), data)
+        return want
+
+    def test_three_parts_mount_as_one_directory(self):
+        with tempfile.TemporaryDirectory() as d:
+            want = self.write_split(d)
+            with Mount(d, "-o", "originals") as mnt:
+                merged = os.path.join(mnt.path, "m.gguf.d")
+                self.assertTrue(os.path.isdir(merged), os.listdir(mnt.path))
+                names = sorted(os.listdir(merged))
+                self.assertEqual(names, sorted(["__metadata__.json"] + list(want)))
+                for name, blob in want.items():
+                    with open(os.path.join(merged, name), "rb") as f:
+                        self.assertEqual(f.read(), blob, name)
+                with open(os.path.join(merged, "__metadata__.json")) as f:
+                    meta = json.load(f)
+                self.assertEqual(meta["general.name"], "split-test")
+                # The parts stay files (the loader layout), byte for byte.
+                for no in (1, 2, 3):
+                    part = "m-%05d-of-00003.gguf" % no
+                    with open(os.path.join(mnt.path, part), "rb") as f, \
+                            open(os.path.join(d, part), "rb") as g:
+                        self.assertEqual(f.read(), g.read())
+                    self.assertTrue(os.path.isdir(os.path.join(mnt.path, part + ".d")))
+            with Mount(d, "-o", "model_dirs") as mnt:
+                self.assertEqual(sorted(os.listdir(os.path.join(mnt.path, "m.gguf"))),
+                                 sorted(["__metadata__.json"] + list(want)))
+
+    def test_a_missing_part_leaves_out_its_tensors_only(self):
+        with tempfile.TemporaryDirectory() as d:
+            want = self.write_split(d, skip=(2,))
+            with Mount(d, "-o", "originals") as mnt:
+                merged = os.path.join(mnt.path, "m.gguf.d")
+                self.assertEqual(sorted(os.listdir(merged)), sorted(
+                    ["__metadata__.json"] + [n for n in want if not n.startswith("blk.2.")]))
+                self.assertIn("m-00002-of-00003.gguf left out of the merged view: the part is "
+                              "missing", mnt.log())
+
+    def test_disagreeing_keys_and_duplicates_are_never_served(self):
+        with tempfile.TemporaryDirectory() as d:
+            def keys(no, kv):
+                if no == 3:  # says it is part 2
+                    return [(k, t, 1 if k == "split.no" else v) for k, t, v in kv]
+                return kv
+            want = self.write_split(d, keys=keys, dup=("blk.1.w0", 2))
+            with Mount(d, "-o", "originals") as mnt:
+                merged = os.path.join(mnt.path, "m.gguf.d")
+                got = sorted(os.listdir(merged))
+                # Part 3 is out; blk.1.w0 is in parts 1 and 2: out.
+                self.assertEqual(got, sorted(["__metadata__.json"] + [
+                    n for n in want if not n.startswith("blk.3.") and n != "blk.1.w0"]))
+                log = mnt.log()
+                self.assertIn("does not match its name", log)
+                self.assertIn("blk.1.w0 left out of the merged view: two parts hold it", log)
+                for name in got[1:]:
+                    with open(os.path.join(merged, name), "rb") as f:
+                        self.assertEqual(f.read(), want[name], name)
+
+
 def human_size(n):
     """--check's size: bytes below 1 KiB, else three significant figures."""
     if n < 1024:
