@@ -268,12 +268,15 @@ void Supervisor::on_child(pid_t pid, int status) {
     if (current_->serving) finish_upgrade(*current_);
     return;
   }
-  // Death: count what looks like a request that crashes its daemon.
+  // Death: count what looks like a request that kills its daemon: a crash
+  // signal, or an exit of its own with an error (a sanitizer's report, an
+  // abort handler, a daemon that could not start). A kill from outside
+  // (SIGKILL, SIGTERM) never counts.
   const bool young = !dead.serving ||
                      Clock::now() - dead.serving_since < std::chrono::seconds(kCrashWindowSeconds);
   const bool crashed = WIFSIGNALED(status) && crash_signal(WTERMSIG(status));
-  const bool failed_start = !dead.serving && WIFEXITED(status);
-  if ((crashed || failed_start) && young) {
+  const bool failed = WIFEXITED(status) && WEXITSTATUS(status) != 0;
+  if ((crashed || failed) && young) {
     ++crashes_;
   } else {
     crashes_ = 0;

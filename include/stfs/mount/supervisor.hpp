@@ -39,8 +39,8 @@ struct SupervisorConfig {
 };
 
 // Consecutive crashes (a daemon killed by SIGSEGV, SIGBUS, SIGILL, SIGFPE,
-// SIGABRT or SIGSYS within kCrashWindowSeconds of starting to serve), or
-// takeover daemons that failed to start, after which the mount ends.
+// SIGABRT or SIGSYS, or that exited with an error, within
+// kCrashWindowSeconds of starting to serve), after which the mount ends.
 inline constexpr int kMaxCrashes = 3;
 inline constexpr int kCrashWindowSeconds = 10;
 
