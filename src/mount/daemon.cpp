@@ -254,7 +254,12 @@ int run_mount(MountOptions o) {
   // A daemon that the supervisor started to take the mount over.
   auto handed = SupervisorLink::from_environment();
   const bool takeover = handed.has_value() && !o.sandbox_test && !o.fake;
-  if (takeover) o.foreground = true;
+  if (takeover) {
+    // It serves in the supervisor's process tree, where a background
+    // mount's stdio is /dev/null: its log goes where the first daemon's did.
+    if (!o.foreground) spdlog::set_default_logger(make_logger(LogTarget::kSyslog, o.verbose, o.debug));
+    o.foreground = true;
+  }
   auto src = canonical(o.source);
   if (!src) {
     spdlog::error("cannot mount {}: {}", o.source, src.error().message);

@@ -15,6 +15,9 @@ import unittest
 import stfs_testlib as lib
 from stfs_testlib import Mount
 
+# These tests read a folder's tensors at X.safetensors/ (stfs_testlib.py).
+lib.FOLDER_DEFAULTS = ["-o", "model_dirs"]
+
 
 def need(tool):
     if shutil.which(tool):
