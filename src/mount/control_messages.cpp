@@ -97,8 +97,8 @@ bool unpack_takeover(std::string_view payload, std::string& token, std::string& 
   payload.remove_prefix(sizeof len);
   if (payload.size() < len) return false;
   token.assign(payload.substr(0, len));
-  init.assign(payload.substr(len));
-  return !init.empty();
+  init.assign(payload.substr(len));  // empty: the dead daemon never read INIT
+  return true;
 }
 
 std::string control_socket_path(const std::string& mountpoint, uid_t uid) {

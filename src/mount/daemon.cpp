@@ -435,16 +435,18 @@ int run_mount(MountOptions o) {
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   auto syslog = make_logger(LogTarget::kSyslog, o.verbose, o.debug);
   auto on_ready = [&ready_fd, &notify_ready, &devnull, &syslog] {
+    if (ready_fd < 0) return notify_ready();
+    // From here on nobody reads our terminal output: log to syslog. Before
+    // notify_ready starts the watcher's thread, which logs: the old
+    // logger is freed here.
+    redirect_stdio_to(devnull.get());
+    spdlog::set_default_logger(syslog);
     notify_ready();
-    if (ready_fd < 0) return;
     unsigned char ok = 0;
     ssize_t w = ::write(ready_fd, &ok, 1);
     (void)w;
     ::close(ready_fd);
     ready_fd = -1;
-    // From here on nobody reads our terminal output: log to syslog.
-    redirect_stdio_to(devnull.get());
-    spdlog::set_default_logger(syslog);
   };
   auto detach_and_confine = [&confine_now] {
     ::setsid();

@@ -58,6 +58,12 @@ int run_session(FuseDriver& driver, SessionState& c, SessionHooks hooks, int ado
       spdlog::error("cannot take {} over: {}", opts.mountpoint, r.error().message);
       return 3;
     }
+    // No INIT to feed: the first daemon died before answering the kernel's,
+    // which is then still queued, or read and held; a resend brings it back
+    // to the queue, and this daemon answers it.
+    if (!c.resume.armed()) {
+      if (auto r = request_resend(driver.device_fd()); !r) spdlog::warn("{}", r.error().message);
+    }
   } else {
     if (auto r = driver.mount(opts.mountpoint); !r) {
       spdlog::error("cannot mount {} on {}: {}", opts.source, opts.mountpoint, r.error().message);

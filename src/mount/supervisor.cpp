@@ -78,6 +78,7 @@ class Supervisor {
   void on_signal();
   void on_child(pid_t pid, int status);
   void on_message(Daemon& d, bool incoming);
+  void drain(Daemon& d, bool incoming);
   void on_client();
   void answer_client(const std::string& text);
   void start_restart(UniqueFd client);
@@ -120,7 +121,6 @@ bool Supervisor::conn_alive() const {
 
 std::string Supervisor::cannot_resume() const {
   if (!fuse_.valid()) return "the supervisor does not hold the connection";
-  if (init_.empty()) return "the kernel's INIT was not seen";
   if (!kernel_resends()) return "this kernel cannot resend requests in flight (Linux 6.9+ can)";
   if (!conn_alive()) return "the mount is gone";
   return {};
@@ -234,7 +234,19 @@ void Supervisor::take_over(const std::string& why) {
   if (!current_) give_up("no new daemon could be started");
 }
 
+// Reads what a dead daemon said before it died (its INIT, say): the exit
+// can be seen before the messages are.
+void Supervisor::drain(Daemon& d, bool incoming) {
+  while (d.link.valid()) {
+    pollfd p{d.link.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return;
+    on_message(d, incoming);
+  }
+}
+
 void Supervisor::on_child(pid_t pid, int status) {
+  if (incoming_ && incoming_->pid == pid) drain(*incoming_, true);
+  if (current_ && current_->pid == pid) drain(*current_, false);
   if (incoming_ && incoming_->pid == pid) {
     incoming_.reset();
     answer_client("error: the new daemon " + describe(status) +

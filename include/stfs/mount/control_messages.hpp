@@ -47,7 +47,9 @@ Result<void> send_message(int sock, char tag, std::string_view payload, int fd =
 // is gone); an error for anything else. Descriptors arrive close-on-exec.
 Result<std::optional<Message>> receive_message(int sock);
 
-// The takeover's payload: the token the first daemon reported, then INIT.
+// The takeover's payload: the token the first daemon reported, then INIT
+// (none when the daemon died before it read the kernel's INIT: the new
+// daemon reads it from the device itself).
 std::string pack_takeover(std::string_view token, std::string_view init);
 bool unpack_takeover(std::string_view payload, std::string& token, std::string& init);
 
