@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <memory>
 #include <new>
@@ -80,6 +81,19 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
 // INIT passes by InitReply on its way in and out, and by the supervisor's
 // link on its way in. A takeover's INIT comes from ResumeInit, and its
 // reply goes nowhere: then the kernel resends what was in flight.
+// What the kernel orders and ThreadSanitizer cannot see: a reply spliced
+// into the device happens before every request read after it (a RELEASE
+// comes after the READs of its handle are answered). TSan follows read and
+// writev on a descriptor, not splice; this says it for spliced replies.
+#if defined(__SANITIZE_THREAD__)
+std::atomic<unsigned> g_replies{0};
+void replied() { g_replies.fetch_add(1, std::memory_order_release); }
+void reading() { (void)g_replies.load(std::memory_order_acquire); }
+#else
+void replied() {}
+void reading() {}
+#endif
+
 ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
   auto* c = static_cast<Context*>(userdata);
   if (c->resume.armed()) {
@@ -89,6 +103,7 @@ ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
     }
   }
   const ssize_t n = c->poller.read(fd, buf, len);
+  reading();
   if (n > 0) {
     c->init_reply.saw_request(buf, static_cast<size_t>(n));
     if (c->link) c->link->saw_request(buf, static_cast<size_t>(n));
@@ -112,6 +127,7 @@ ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
 }
 ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
                       void*) {
+  replied();
   const ssize_t n = ::splice(in, in_off, out, out_off, len, flags);
   // ENOENT comes only from the device: the request is no longer ours (a
   // takeover had it resent). libfuse ignores that for its writes but

@@ -26,7 +26,8 @@ CRASH_PRELOAD = os.environ.get("STFS_CRASH_PRELOAD", "")
 SANITIZER = os.environ.get("STFS_SANITIZER", "")
 # A SIGSEGV sent from outside is a death here, not a report: under ASan the
 # runtime would catch it and print one (which fails a clean exit).
-SEGV_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":handle_segv=0")
+SEGV_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":handle_segv=0",
+                TSAN_OPTIONS=os.environ.get("TSAN_OPTIONS", "") + ":handle_segv=0")
 
 
 def resends():
@@ -247,11 +248,15 @@ class TakeoverCase(unittest.TestCase):
             time.sleep(0.3)
             disturb()
             time.sleep(0.5)
-        finally:
-            alive, mapped_result = readers.stop()
+        except BaseException:
+            readers.stop()
+            print("\nthe mount's log:\n" + mnt.log()[-6000:], file=sys.stderr)
+            raise
+        alive, mapped_result = readers.stop()
         print("\n%s: %s" % (self.id(), readers.summary()), file=sys.stderr)
         self.assertEqual(alive, [], "a reader hung")
-        self.assertEqual(readers.errors, [], "reader errors")
+        self.assertEqual(readers.errors[:5], [], "reader errors (%d), the mount's log:\n%s"
+                         % (len(readers.errors), mnt.log()[-6000:]))
         self.assertEqual(readers.wrong, [], "wrong bytes")
         self.assertGreater(readers.reads, 10)
         if mapped_result is not None:
