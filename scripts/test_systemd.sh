@@ -217,11 +217,14 @@ new=$(daemon_of "$pid")
 readers 4 >"$log.readers" 2>&1 &
 rpid=$!
 sleep 1
-in_ct kill -KILL "$new"
+in_ct sh -c "kill -KILL $new"  # no procps in the root: the shell's kill
 if wait "$rpid"; then ok "SIGKILL of the daemon under readers: $(tail -1 "$log.readers")"
 else bad "SIGKILL of the daemon under readers: $(tail -3 "$log.readers" | tr '\n' ' ')"; fi
-[ "$(in_ct systemctl is-active "$unit")" = active ] && [ -n "$(daemon_of "$pid")" ] \
-  && ok "still active with a new daemon" || bad "active after the daemon's SIGKILL"
+after=$(daemon_of "$pid")
+[ "$(in_ct systemctl is-active "$unit")" = active ] && [ -n "$after" ] && [ "$after" != "$new" ] \
+  && [ "$(in_ct systemctl show -p MainPID --value "$unit")" = "$pid" ] \
+  && ok "still active, the same supervisor, a new daemon ($new -> $after)" \
+  || bad "after the daemon's SIGKILL: active=$(in_ct systemctl is-active "$unit"), daemon $new -> '$after'"
 rm -f "$log.readers"
 
 # SIGKILL of the supervisor: Restart=on-failure (RestartSec=2) brings it

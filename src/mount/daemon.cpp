@@ -397,15 +397,22 @@ int run_mount(MountOptions o) {
   Watchdog watchdog;
   // systemd (Type=notify) hears READY=1 once the mount answers, STOPPING=1
   // when the loop ends, and watchdog pings in between if it asked for them.
+  // Through the supervisor, the unit's main process (NotifyAccess=main),
+  // which also pings the watchdog itself.
+  SupervisorLink* notifier = link.get();
+  auto notify = [notifier](const std::string& state) {
+    if (notifier) return notifier->notify(state);
+    sd_notify(state);
+  };
   auto notify_ready = [&] {
-    sd_notify("READY=1\n" + status_line);
-    watchdog.start();
+    notify("READY=1\n" + status_line);
+    if (!notifier) watchdog.start();
     if (dynamic) watcher.start();
   };
   auto notify_stopping = [&] {
     watcher.stop();
     watchdog.stop();
-    sd_notify("STOPPING=1");
+    notify("STOPPING=1");
   };
 
   // A source read that finds its file gone (ESTALE on NFS) asks the watcher

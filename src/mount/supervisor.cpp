@@ -26,6 +26,7 @@
 #include "stfs/mount/logging.hpp"
 #include "stfs/mount/mountinfo.hpp"
 #include "stfs/mount/resume.hpp"
+#include "stfs/mount/sd_notify.hpp"
 #include "stfs/mount/supervisor_link.hpp"
 #include "stfs/mount/supervisor_filter.hpp"
 
@@ -341,6 +342,9 @@ void Supervisor::on_message(Daemon& d, bool incoming) {
         finish_upgrade(d);
       }
       break;
+    case kMsgNotify:
+      sd_notify(msg.payload);  // the unit's main process speaks for its daemon
+      break;
     case kMsgUnmount:
       stopping_ = true;
       unmount_ours();
@@ -468,13 +472,27 @@ int Supervisor::run() {
   }
   // A child that ended before the signalfd existed.
   on_signal();
+  // systemd's watchdog watches the main process: us. Pinged while a daemon
+  // is there, at half the interval it asked for.
+  const auto watchdog = sd_watchdog_interval();
+  auto last_ping = Clock::now();
   while (current_ || incoming_) {
+    if (watchdog && mounted_ && Clock::now() - last_ping >= *watchdog / 2) {
+      sd_notify("WATCHDOG=1");
+      last_ping = Clock::now();
+    }
     std::vector<pollfd> fds;
     fds.push_back({signals_.get(), POLLIN, 0});
     fds.push_back({listener_.valid() ? listener_.get() : -1, POLLIN, 0});
     fds.push_back({current_ && current_->link.valid() ? current_->link.get() : -1, POLLIN, 0});
     fds.push_back({incoming_ && incoming_->link.valid() ? incoming_->link.get() : -1, POLLIN, 0});
-    const int r = ::poll(fds.data(), fds.size(), incoming_ ? 500 : -1);
+    int timeout = incoming_ ? 500 : -1;
+    if (watchdog) {
+      const auto half = std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2);
+      timeout = timeout < 0 ? static_cast<int>(half.count())
+                            : std::min(timeout, static_cast<int>(half.count()));
+    }
+    const int r = ::poll(fds.data(), fds.size(), timeout);
     if (r < 0 && errno != EINTR) break;
     if (fds[2].revents && current_) on_message(*current_, false);
     if (fds[3].revents && incoming_) on_message(*incoming_, true);

@@ -72,6 +72,10 @@ void SupervisorLink::saw_request(const void* buf, std::size_t n) {
 
 void SupervisorLink::serving() { (void)send_message(sock_.get(), kMsgServing, {}); }
 
+void SupervisorLink::notify(std::string_view state) {
+  (void)send_message(sock_.get(), kMsgNotify, state);
+}
+
 void SupervisorLink::start(std::function<void()> on_retire, std::function<void()> on_resend) {
   if (thread_.joinable() || !wake_read_.valid()) return;
   on_retire_ = std::move(on_retire);

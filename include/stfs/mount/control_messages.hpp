@@ -20,6 +20,7 @@ inline constexpr char kMsgMounted = 'M';   // payload: resume token; fd: /dev/fu
 inline constexpr char kMsgInit = 'I';      // payload: the kernel's INIT request
 inline constexpr char kMsgServing = 'R';   // a daemon serves (after a takeover: resent)
 inline constexpr char kMsgUnmount = 'U';   // unmount our mount, then answer kMsgDone
+inline constexpr char kMsgNotify = 'N';    // payload: an sd_notify state for systemd
 // Supervisor -> daemon.
 inline constexpr char kMsgTakeover = 'T';  // payload: resume token + INIT; fd: /dev/fuse
 inline constexpr char kMsgUpgrade = 'P';   // as T, for --restart: resend only when told

@@ -52,6 +52,9 @@ class SupervisorLink {
   void saw_request(const void* buf, std::size_t n);
   // The daemon serves (after a takeover: INIT fed, resend asked).
   void serving();
+  // A state for systemd ("READY=1\nSTATUS=..."): the supervisor, the
+  // unit's main process, sends it on.
+  void notify(std::string_view state);
   // Listens for retire and resend until stop(); call once confined.
   void start(std::function<void()> on_retire, std::function<void()> on_resend);
   void stop();
