@@ -164,6 +164,23 @@ void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& d, std::uint8_t& m
   }
 }
 
+// The scales and mins of the K-quants' sub-blocks `is` and `is + 1`, each
+// times the super-block's d and dmin (one rounding each, as ggml).
+struct ScaleMins {
+  float d1, m1, d2, m2;
+};
+ScaleMins scale_mins(int is, const std::uint8_t* scales, float d, float min) {
+  std::uint8_t sc, m;
+  ScaleMins r;
+  scale_min_k4(is + 0, scales, sc, m);
+  r.d1 = d * static_cast<float>(sc);
+  r.m1 = min * static_cast<float>(m);
+  scale_min_k4(is + 1, scales, sc, m);
+  r.d2 = d * static_cast<float>(sc);
+  r.m2 = min * static_cast<float>(m);
+  return r;
+}
+
 // block_q4_K: d, dmin, scales[12], qs[128].
 void q4_k(const std::uint8_t* x, float* y) {
   const float d = f16(x);
@@ -171,16 +188,10 @@ void q4_k(const std::uint8_t* x, float* y) {
   const std::uint8_t* scales = x + 4;
   const std::uint8_t* q = x + 16;
   int is = 0;
-  std::uint8_t sc, m;
   for (int j = 0; j < kQK; j += 64) {
-    scale_min_k4(is + 0, scales, sc, m);
-    const float d1 = d * static_cast<float>(sc);
-    const float m1 = min * static_cast<float>(m);
-    scale_min_k4(is + 1, scales, sc, m);
-    const float d2 = d * static_cast<float>(sc);
-    const float m2 = min * static_cast<float>(m);
-    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+    const ScaleMins s = scale_mins(is, scales, d, min);
+    for (int l = 0; l < 32; ++l) *y++ = s.d1 * static_cast<float>(q[l] & 0xF) - s.m1;
+    for (int l = 0; l < 32; ++l) *y++ = s.d2 * static_cast<float>(q[l] >> 4) - s.m2;
     q += 32;
     is += 2;
   }
@@ -194,19 +205,14 @@ void q5_k(const std::uint8_t* x, float* y) {
   const std::uint8_t* qh = x + 16;
   const std::uint8_t* ql = x + 48;
   int is = 0;
-  std::uint8_t sc, m, u1 = 1, u2 = 2;
+  std::uint8_t u1 = 1, u2 = 2;
   for (int j = 0; j < kQK; j += 64) {
-    scale_min_k4(is + 0, scales, sc, m);
-    const float d1 = d * static_cast<float>(sc);
-    const float m1 = min * static_cast<float>(m);
-    scale_min_k4(is + 1, scales, sc, m);
-    const float d2 = d * static_cast<float>(sc);
-    const float m2 = min * static_cast<float>(m);
+    const ScaleMins s = scale_mins(is, scales, d, min);
     for (int l = 0; l < 32; ++l) {
-      *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+      *y++ = s.d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - s.m1;
     }
     for (int l = 0; l < 32; ++l) {
-      *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+      *y++ = s.d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - s.m2;
     }
     ql += 32;
     is += 2;

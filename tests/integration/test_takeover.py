@@ -217,6 +217,21 @@ class TakeoverCase(unittest.TestCase):
     def tearDown(self):
         subprocess.run(["rm", "-rf", self.tmp])
 
+    def crashing_mount(self, how, who):
+        """A file mount whose daemons (`who`: the first, or every one) die
+        on the READ of t00's first bytes, `how`: segv or seccomp
+        (crash_preload.cpp). Returns the mount and the tensors' bytes."""
+        src = os.path.join(self.tmp, "m.safetensors")
+        blobs = make_model(src)
+        _, _, start = lib.read_header(src)
+        mnt = Mount(src)
+        mnt.env = dict(os.environ, LD_PRELOAD=CRASH_PRELOAD, STFS_CRASH_AT=str(start + 100),
+                       STFS_CRASH_HOW=how, STFS_CRASH_WHO=who,
+                       ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                       ":verify_asan_link_order=0")
+        mnt.start()
+        return mnt, blobs
+
     def file_mount(self, *options, env=SEGV_ENV):
         src = os.path.join(self.tmp, "m.safetensors")
         blobs = make_model(src)
@@ -382,15 +397,7 @@ class Takeover(TakeoverCase):
 
     @unittest.skipIf(SANITIZER == "asan", "the ASan run mounts with the sandbox off")
     def test_killed_by_its_own_seccomp_filter(self):
-        src = os.path.join(self.tmp, "m.safetensors")
-        blobs = make_model(src)
-        _, _, start = lib.read_header(src)
-        env = dict(os.environ, LD_PRELOAD=CRASH_PRELOAD, STFS_CRASH_AT=str(start + 100),
-                   STFS_CRASH_HOW="seccomp", STFS_CRASH_WHO="first",
-                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-        mnt = Mount(src)
-        mnt.env = env
-        mnt.start()
+        mnt, blobs = self.crashing_mount("seccomp", "first")
         files = {os.path.join(mnt.path, n): b for n, b in blobs.items()}
         try:
             first = mnt.daemon_pid()
@@ -553,15 +560,7 @@ class Takeover(TakeoverCase):
 @require_resend
 class Poison(TakeoverCase):
     def test_a_request_that_kills_every_daemon_ends_in_an_unmount(self):
-        src = os.path.join(self.tmp, "m.safetensors")
-        blobs = make_model(src)
-        _, _, start = lib.read_header(src)
-        env = dict(os.environ, LD_PRELOAD=CRASH_PRELOAD, STFS_CRASH_AT=str(start + 100),
-                   STFS_CRASH_HOW="segv", STFS_CRASH_WHO="every",
-                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-        mnt = Mount(src)
-        mnt.env = env
-        mnt.start()
+        mnt, blobs = self.crashing_mount("segv", "every")
         try:
             # Another tensor reads fine; t00's first page kills its reader.
             with open(os.path.join(mnt.path, "t01"), "rb") as f:
