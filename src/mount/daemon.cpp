@@ -263,7 +263,11 @@ int run_mount(MountOptions o) {
   auto src = canonical(o.source);
   if (!src) {
     spdlog::error("cannot mount {}: {}", o.source, src.error().message);
-    return kExitInvalidSource;
+    // Missing is exit 2; a path that cannot be resolved for another reason
+    // (a dead FUSE mount on the way: ENOTCONN; EIO, EACCES) is an I/O
+    // failure, exit 3 (DESIGN.md §1).
+    const int e = src.error().errnum;
+    return e == ENOENT || e == ENOTDIR ? kExitInvalidSource : kExitMountFailed;
   }
   o.source_as_given = o.source;
   if (!o.source.starts_with("/")) {
