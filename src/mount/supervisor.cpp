@@ -107,6 +107,7 @@ class Supervisor {
   UniqueFd client_;
   Clock::time_point restart_deadline_{};
   bool mounted_ = false;
+  bool ready_ = false;  // a daemon has served: systemd has heard READY=1
   bool stopping_ = false;
   bool gave_up_ = false;
   int crashes_ = 0;
@@ -328,6 +329,7 @@ void Supervisor::on_message(Daemon& d, bool incoming) {
       if (init_.empty()) init_ = msg.payload;
       break;
     case kMsgServing:
+      ready_ = true;
       d.serving = true;
       d.serving_since = Clock::now();
       if (incoming) {
@@ -477,7 +479,7 @@ int Supervisor::run() {
   const auto watchdog = sd_watchdog_interval();
   auto last_ping = Clock::now();
   while (current_ || incoming_) {
-    if (watchdog && mounted_ && Clock::now() - last_ping >= *watchdog / 2) {
+    if (watchdog && ready_ && Clock::now() - last_ping >= *watchdog / 2) {
       sd_notify("WATCHDOG=1");
       last_ping = Clock::now();
     }

@@ -268,6 +268,22 @@ def daemon_under(supervisor, timeout=30, other_than=None):
     return found[0]
 
 
+def holds_dev_fuse(pid):
+    """Whether process `pid` has /dev/fuse open (a supervisor, once the
+    daemon has handed it the connection)."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "/dev/fuse":
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def supervisors_of(mountpoint):
     return [p for p in stfs_processes(mountpoint) if supervisor_process(p)]
 
@@ -370,6 +386,11 @@ class Mount:
                 if time.monotonic() > deadline:
                     raise AssertionError("mount did not appear within %ds" % timeout)
                 time.sleep(0.02)
+            # The mount is in mountinfo once mount(2) has attached it, a
+            # moment before the daemon hands the connection to its
+            # supervisor: a test that kills the daemon waits for that.
+            wait_for(lambda: self.proc.poll() is not None or holds_dev_fuse(self.proc.pid),
+                     timeout)
         else:
             r = run_stfs(*self.options, self.source, self.path)
             if r.returncode != 0:
