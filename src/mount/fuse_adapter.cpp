@@ -45,7 +45,7 @@ std::shared_ptr<Filesystem> fs_for(fuse_req_t req, fuse_ino_t ino) {
 // names the same bytes in every generation), else nullptr (ESTALE).
 std::shared_ptr<Filesystem> fs_opened(fuse_req_t req, fuse_ino_t ino, const fuse_file_info* fi) {
   if (!fi || !fi->fh) return fs_for(req, ino);
-  if (const auto* fs = ctx(req).open_files.find(fi->fh)) return *fs;
+  if (auto fs = ctx(req).open_files.find(fi->fh)) return fs;
   auto fs = fs_for(req, ino);
   return fs->tree().node(ino) ? fs : nullptr;
 }
@@ -81,10 +81,11 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
 // INIT passes by InitReply on its way in and out, and by the supervisor's
 // link on its way in. A takeover's INIT comes from ResumeInit, and its
 // reply goes nowhere: then the kernel resends what was in flight.
-// What the kernel orders and ThreadSanitizer cannot see: a reply spliced
-// into the device happens before every request read after it (a RELEASE
-// comes after the READs of its handle are answered). TSan follows read and
-// writev on a descriptor, not splice; this says it for spliced replies.
+// What the kernel orders and ThreadSanitizer cannot see: a reply written
+// to the device happens before every request read after it (a RELEASE
+// comes after the READs of its handle are answered). TSan follows some
+// descriptors' reads and writes, not splice nor a descriptor received over
+// a socket (a takeover's); this says it for every reply.
 #if defined(__SANITIZE_THREAD__)
 std::atomic<unsigned> g_replies{0};
 void replied() { g_replies.fetch_add(1, std::memory_order_release); }
@@ -123,6 +124,7 @@ ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
     return total;
   }
   c->init_reply.amend(iov, count);
+  replied();
   return ::writev(fd, iov, count);
 }
 ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,

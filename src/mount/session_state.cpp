@@ -31,7 +31,7 @@ OpenFiles::~OpenFiles() {
 }
 
 std::uint64_t OpenFiles::open(std::shared_ptr<Filesystem> fs) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   std::uint32_t index;
   if (!free_.empty()) {
     index = free_.back();
@@ -60,14 +60,15 @@ OpenFiles::Slot* OpenFiles::slot(std::uint64_t fh) const {
   return &chunk[index % kChunk];
 }
 
-const std::shared_ptr<Filesystem>* OpenFiles::find(std::uint64_t fh) const {
+std::shared_ptr<Filesystem> OpenFiles::find(std::uint64_t fh) const {
+  std::shared_lock lock(mu_);
   Slot* s = slot(fh);
-  return s ? &s->fs : nullptr;
+  return s ? s->fs : nullptr;
 }
 
 void OpenFiles::release(std::uint64_t fh) {
   std::shared_ptr<Filesystem> old;  // dropped outside the lock
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   Slot* s = slot(fh);
   if (!s) return;
   old = std::move(s->fs);
@@ -77,7 +78,7 @@ void OpenFiles::release(std::uint64_t fh) {
 }
 
 std::size_t OpenFiles::count() const {
-  std::lock_guard lock(mu_);
+  std::shared_lock lock(mu_);
   return count_;
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -31,10 +32,11 @@ namespace stfs {
 // tag (high 32 bits) and a slot number. A daemon that took the mount over
 // (supervisor.hpp) is sent handles an earlier daemon issued; find() knows
 // them by their tag and never dereferences them. Slots live in chunks that
-// never move, so find() takes no lock: the kernel sends no READ for a
-// handle before OPEN's reply or after RELEASE. Open files the kernel never
-// released (RELEASE is sent in the background and may not arrive before
-// unmount) are freed at the end.
+// never move; find() takes the lock shared (the kernel sends no READ for a
+// handle after its RELEASE, but a slot is reused by the next open, and the
+// order between them is the kernel's, which no tool can see). Open files
+// the kernel never released (RELEASE is sent in the background and may not
+// arrive before unmount) are freed at the end.
 class OpenFiles {
  public:
   OpenFiles();
@@ -46,7 +48,7 @@ class OpenFiles {
   std::uint64_t open(std::shared_ptr<Filesystem> fs);
   // The generation of a handle this session issued and has not released;
   // nullptr for any other handle.
-  const std::shared_ptr<Filesystem>* find(std::uint64_t fh) const;
+  std::shared_ptr<Filesystem> find(std::uint64_t fh) const;
   void release(std::uint64_t fh);
   std::size_t count() const;
   // This session's tag, for tests.
@@ -63,7 +65,7 @@ class OpenFiles {
   Slot* slot(std::uint64_t fh) const;
 
   const std::uint32_t tag_;
-  mutable std::mutex mu_;
+  mutable std::shared_mutex mu_;
   std::array<std::atomic<Slot*>, kChunks> chunks_{};
   std::vector<std::uint32_t> free_;
   std::uint32_t next_ = 0;

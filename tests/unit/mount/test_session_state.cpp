@@ -79,7 +79,7 @@ TEST(OpenFiles, KeepTheirGenerationAndAreFreedAtTheEnd) {
     const std::uint64_t a = files.open(fs);
     files.open(fs);  // never released: freed with `files`
     ASSERT_NE(files.find(a), nullptr);
-    EXPECT_EQ(*files.find(a), fs);
+    EXPECT_EQ(files.find(a), fs);
     EXPECT_EQ(files.count(), 2u);
     files.release(a);
     EXPECT_EQ(files.find(a), nullptr);
