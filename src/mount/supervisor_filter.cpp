@@ -87,8 +87,6 @@ Result<void> install_filter() {
 
 }  // namespace
 
-const char* const* supervisor_killed_calls() { return kKilled; }
-
 Result<std::string> confine_supervisor() {
   if (::geteuid() != 0) {
     return unexpected(Error{EPERM, "an ordinary user's supervisor unmounts through fusermount3 "

@@ -24,7 +24,4 @@ namespace stfs {
 // Confines the calling process; returns what it did, for the log.
 Result<std::string> confine_supervisor();
 
-// The calls the supervisor's filter kills, for --sandbox-test.
-const char* const* supervisor_killed_calls();
-
 }  // namespace stfs
