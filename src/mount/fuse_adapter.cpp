@@ -7,20 +7,22 @@
 // cached for as long as the kernel will, negative lookups included. A folder
 // source's tree is replaced when the folder changes; lookups and forgets
 // then track which generation each inode the kernel holds came from.
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
-#include "stfs/mount/resume.hpp"
+#include "stfs/mount/device_io.hpp"
 #include "stfs/mount/session_run.hpp"
 #include "stfs/mount/session_state.hpp"
 #include "stfs/source/splice_pipe.hpp"
@@ -76,68 +78,8 @@ fuse_entry_param entry_for(const struct stat& st, double timeout) {
   return e;
 }
 
-// libfuse's loop reads the device through the poller; replies go out as
-// libfuse would send them (splice stays on: a custom io without it copies).
-// INIT passes by InitReply on its way in and out, and by the supervisor's
-// link on its way in. A takeover's INIT comes from ResumeInit, and its
-// reply goes nowhere: then the kernel resends what was in flight.
-// What the kernel orders and ThreadSanitizer cannot see: a reply written
-// to the device happens before every request read after it (a RELEASE
-// comes after the READs of its handle are answered). TSan follows some
-// descriptors' reads and writes, not splice nor a descriptor received over
-// a socket (a takeover's); this says it for every reply.
-#if defined(__SANITIZE_THREAD__)
-std::atomic<unsigned> g_replies{0};
-void replied() { g_replies.fetch_add(1, std::memory_order_release); }
-void reading() { (void)g_replies.load(std::memory_order_acquire); }
-#else
-void replied() {}
-void reading() {}
-#endif
-
-ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
-  auto* c = static_cast<Context*>(userdata);
-  if (c->resume.armed()) {
-    if (const ssize_t fed = c->resume.feed(buf, len); fed >= 0) {
-      c->init_reply.saw_request(buf, static_cast<size_t>(fed));
-      return fed;
-    }
-  }
-  const ssize_t n = c->poller.read(fd, buf, len);
-  reading();
-  if (n > 0) {
-    c->init_reply.saw_request(buf, static_cast<size_t>(n));
-    if (c->link) c->link->saw_request(buf, static_cast<size_t>(n));
-  }
-  return n;
-}
-ssize_t device_writev(int fd, iovec* iov, int count, void* userdata) {
-  auto* c = static_cast<Context*>(userdata);
-  if (c->resume.swallow(iov, count)) {
-    ssize_t total = 0;
-    for (int i = 0; i < count; ++i) total += static_cast<ssize_t>(iov[i].iov_len);
-    if (c->resume.resends_at_start()) {
-      if (auto r = request_resend(fd); !r) spdlog::warn("{}", r.error().message);
-    }
-    spdlog::info("{}: taken over; serving again", c->opts->mountpoint);
-    if (c->link) c->link->serving();
-    return total;
-  }
-  c->init_reply.amend(iov, count);
-  replied();
-  return ::writev(fd, iov, count);
-}
-ssize_t device_splice(int in, off_t* in_off, int out, off_t* out_off, size_t len, unsigned flags,
-                      void*) {
-  replied();
-  const ssize_t n = ::splice(in, in_off, out, out_off, len, flags);
-  // ENOENT comes only from the device: the request is no longer ours (a
-  // takeover had it resent). libfuse ignores that for its writes but
-  // prints it for splices: it is not an error either way.
-  if (n < 0 && errno == ENOENT) return static_cast<ssize_t>(len);
-  return n;
-}
-
+// libfuse's loop reads and answers through device_io.hpp (splice stays
+// on: a custom io without it copies).
 bool route_device_reads(fuse_session* se, int fd) {
   fuse_custom_io io{};
   io.read = device_read;

@@ -47,6 +47,9 @@ bool ResumeInit::swallow(const iovec* iov, int count) {
   std::memcpy(&h, iov[0].iov_base, sizeof h);
   std::lock_guard lock(mu_);
   if (answered_ || !fed_ || h.unique != unique_) return false;
+  for (int i = 0; i < count; ++i) {
+    reply_.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+  }
   answered_ = true;
   cv_.notify_all();
   return true;
@@ -55,6 +58,21 @@ bool ResumeInit::swallow(const iovec* iov, int count) {
 bool ResumeInit::answered() const {
   std::lock_guard lock(mu_);
   return answered_;
+}
+
+bool ResumeInit::answer_again(const void* buf, std::size_t n, std::string& reply) const {
+  if (!armed_ || n < sizeof(fuse_in_header)) return false;
+  fuse_in_header in;
+  std::memcpy(&in, buf, sizeof in);
+  if (in.opcode != FUSE_INIT) return false;
+  std::lock_guard lock(mu_);
+  if (!answered_ || reply_.size() < sizeof(fuse_out_header)) return false;
+  reply = reply_;
+  fuse_out_header out;
+  std::memcpy(&out, reply.data(), sizeof out);
+  out.unique = in.unique;  // a resent request's id carries FUSE_UNIQUE_RESEND
+  std::memcpy(reply.data(), &out, sizeof out);
+  return true;
 }
 
 bool kernel_resends(const char* release) {
@@ -79,8 +97,9 @@ Result<void> request_resend(int fuse_fd) {
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(sizeof h)) {
     int e = n < 0 ? errno : EIO;
-    return unexpected(Error{e, std::string("the kernel refused to resend the requests in flight: ") +
-                                   std::strerror(e)});
+    return unexpected(Error{
+        e,
+        std::string("the kernel refused to resend the requests in flight: ") + std::strerror(e)});
   }
   return {};
 }

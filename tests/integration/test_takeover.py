@@ -9,6 +9,7 @@ keeps a directory stream open, and a process that reads through a shared
 mapping (a SIGBUS would kill it). Each run prints the distribution of read
 latencies: the pause a takeover costs a reader."""
 import errno
+import mmap
 import os
 import random
 import signal
@@ -440,6 +441,32 @@ class Takeover(TakeoverCase):
             self.assertIn(cm.exception.errno, (errno.ENOTCONN, errno.ENOENT))
         finally:
             mnt.stop()
+
+    def test_killed_between_reading_init_and_answering_it(self):
+        # The first daemon hands INIT to the supervisor and dies before
+        # answering it: the resend brings the kernel's INIT back after the
+        # new daemon was fed the copy. libfuse alone would refuse a second
+        # INIT, and the kernel would then refuse every request
+        # (ECONNREFUSED): the new daemon answers it as it answered the copy.
+        for options in (("-v",), ("-v", "-o", "direct_io")):
+            env = dict(SEGV_ENV, LD_PRELOAD=CRASH_PRELOAD, STFS_CRASH_AT="init",
+                       ASAN_OPTIONS=SEGV_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0")
+            mnt, src, files = self.file_mount(*options, env=env)
+            try:
+                for path, want in files.items():
+                    with open(path, "rb") as f:
+                        self.assertEqual(f.read(), want, path)
+                if "direct_io" in options:  # the amended INIT answer too: mappings work
+                    with open(sorted(files)[0], "rb") as f, \
+                            mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                        self.assertEqual(bytes(m), files[sorted(files)[0]])
+                log = mnt.log()
+                self.assertIn("a new daemon takes the mount over", log)
+                self.assertIn("answered the kernel's INIT", log)
+            finally:
+                status = mnt.stop()
+            mnt.check_clean_exit(status)
+            os.unlink(src)
 
     def test_an_ordinary_users_mount_is_taken_over_too(self):
         if os.geteuid() != 0:

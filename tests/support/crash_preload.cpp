@@ -3,6 +3,9 @@
 // a forbidden call would. The shipped binary has no such switch.
 //
 //   STFS_CRASH_AT=N      a source read (splice) covering byte N triggers it
+//                =init   the daemon is SIGKILLed as it answers the kernel's
+//                        INIT: read (and handed to the supervisor), never
+//                        answered
 //   STFS_CRASH_HOW=segv  a null write (SIGSEGV, a real fault)
 //                =seccomp  execve, which the daemon's own filter kills (SIGSYS)
 //   STFS_CRASH_WHO=first   only the first daemon (not one started for a
@@ -10,8 +13,15 @@
 //                =every    every daemon: a request that kills whoever reads it
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
 
 #include <cstdlib>
 #include <cstring>
@@ -21,11 +31,14 @@ namespace {
 bool g_armed = false;
 long long g_at = -1;
 bool g_seccomp = false;
+bool g_at_init = false;
+std::atomic<std::uint64_t> g_init_unique{0};
 
 __attribute__((constructor)) void setup() {
   const char* at = std::getenv("STFS_CRASH_AT");
   if (!at) return;
-  g_at = std::atoll(at);
+  g_at_init = std::strcmp(at, "init") == 0;
+  g_at = g_at_init ? -1 : std::atoll(at);
   const char* how = std::getenv("STFS_CRASH_HOW");
   g_seccomp = how && std::strcmp(how, "seccomp") == 0;
   const char* who = std::getenv("STFS_CRASH_WHO");
@@ -34,6 +47,14 @@ __attribute__((constructor)) void setup() {
 }
 
 using SpliceFn = ssize_t (*)(int, loff_t*, int, loff_t*, size_t, unsigned);
+using ReadFn = ssize_t (*)(int, void*, size_t);
+using WritevFn = ssize_t (*)(int, const iovec*, int);
+
+bool is_fuse_device(int fd) {
+  struct stat st {};
+  return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 10 &&
+         minor(st.st_rdev) == 229;
+}
 
 }  // namespace
 
@@ -51,4 +72,25 @@ extern "C" ssize_t splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out
     }
   }
   return real(fd_in, off_in, fd_out, off_out, len, flags);
+}
+
+extern "C" ssize_t read(int fd, void* buf, size_t len) {
+  static ReadFn real = reinterpret_cast<ReadFn>(dlsym(RTLD_NEXT, "read"));
+  const ssize_t n = real(fd, buf, len);
+  if (g_armed && g_at_init && n >= static_cast<ssize_t>(sizeof(fuse_in_header))) {
+    fuse_in_header h;
+    std::memcpy(&h, buf, sizeof h);
+    if (h.opcode == FUSE_INIT && is_fuse_device(fd)) g_init_unique = h.unique;
+  }
+  return n;
+}
+
+extern "C" ssize_t writev(int fd, const iovec* iov, int count) {
+  static WritevFn real = reinterpret_cast<WritevFn>(dlsym(RTLD_NEXT, "writev"));
+  if (g_armed && g_at_init && count > 0 && iov[0].iov_len >= sizeof(fuse_out_header)) {
+    fuse_out_header h;
+    std::memcpy(&h, iov[0].iov_base, sizeof h);
+    if (h.unique != 0 && h.unique == g_init_unique && is_fuse_device(fd)) raise(SIGKILL);
+  }
+  return real(fd, iov, count);
 }

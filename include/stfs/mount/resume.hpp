@@ -37,12 +37,20 @@ class ResumeInit {
   // must not reach the kernel). The reads waiting in feed() go on.
   bool swallow(const iovec* iov, int count);
   bool answered() const;
+  // For a request read from the device: true if it is the kernel's INIT
+  // again, with the answer the fed copy got (for this request's id) in
+  // `reply`. That happens when the first daemon read INIT, handed it to
+  // the supervisor and died before answering: the resend brings it back.
+  // libfuse refuses a second INIT (EIO), and after that the kernel refuses
+  // every request (ECONNREFUSED), so the daemon answers it from here.
+  bool answer_again(const void* buf, std::size_t n, std::string& reply) const;
 
  private:
   bool armed_ = false;
   bool resend_ = true;
   std::string init_;
   std::uint64_t unique_ = 0;
+  std::string reply_;  // libfuse's answer to the fed INIT
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool fed_ = false;

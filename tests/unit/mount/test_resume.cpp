@@ -1,12 +1,13 @@
 // A takeover's INIT (resume.hpp) and the supervisor's messages
 // (control_messages.hpp), on synthetic kernel messages: no mount.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/fuse.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -91,6 +92,43 @@ TEST(ResumeInit, OtherReadsWaitUntilInitIsAnswered) {
   EXPECT_TRUE(returned.load());
 }
 
+TEST(ResumeInit, AnswersTheKernelsOwnInitAgainWithTheFedOnesAnswer) {
+  // The first daemon read INIT, handed it on and died before answering:
+  // the resend brings the kernel's INIT back after the fed copy's answer.
+  ResumeInit r;
+  const std::string init = init_request(9);
+  r.arm(init);
+  std::string reply;
+  char buf[256];
+  ASSERT_GT(r.feed(buf, sizeof buf), 0);
+  EXPECT_FALSE(r.answer_again(init.data(), init.size(), reply));  // not answered yet
+  Reply answer(9);
+  answer.out.major = 7;
+  answer.out.minor = 38;
+  answer.out.max_write = 1 << 20;
+  ASSERT_TRUE(r.swallow(answer.iov, 2));
+  const std::uint64_t resent_id = 9 | (1ULL << 63);  // FUSE_UNIQUE_RESEND
+  const std::string resent = init_request(resent_id);
+  ASSERT_TRUE(r.answer_again(resent.data(), resent.size(), reply));
+  ASSERT_EQ(reply.size(), sizeof(fuse_out_header) + sizeof(fuse_init_out));
+  fuse_out_header h;
+  fuse_init_out out;
+  std::memcpy(&h, reply.data(), sizeof h);
+  std::memcpy(&out, reply.data() + sizeof h, sizeof out);
+  EXPECT_EQ(h.unique, resent_id);
+  EXPECT_EQ(h.error, 0);
+  EXPECT_EQ(h.len, reply.size());
+  EXPECT_EQ(out.max_write, 1u << 20);
+  // Any other request is libfuse's.
+  std::string other = init_request(10);
+  other[offsetof(fuse_in_header, opcode)] = FUSE_LOOKUP;
+  EXPECT_FALSE(r.answer_again(other.data(), other.size(), reply));
+  EXPECT_FALSE(r.answer_again(other.data(), 4, reply));
+  // An unarmed session (no takeover) leaves INIT to libfuse.
+  ResumeInit plain;
+  EXPECT_FALSE(plain.answer_again(init.data(), init.size(), reply));
+}
+
 TEST(ResumeInit, KnowsWhichKernelsResend) {
   EXPECT_TRUE(kernel_resends("6.9.0"));
   EXPECT_TRUE(kernel_resends("6.18.44-fc-v1272"));
@@ -112,7 +150,8 @@ TEST(ControlMessages, CarryAPayloadAndADescriptor) {
   EXPECT_EQ((*m)->tag, kMsgMounted);
   EXPECT_EQ((*m)->payload, "token");
   ASSERT_TRUE((*m)->fd.valid());
-  struct stat x {}, y {};
+  struct stat x {
+  }, y{};
   ::fstat(devnull.get(), &x);
   ::fstat((*m)->fd.get(), &y);
   EXPECT_EQ(x.st_rdev, y.st_rdev);
