@@ -3,6 +3,7 @@
 // structs (ggml-common.h), little-endian, f16 scales converted exactly.
 #include "stfs/format/dequant.hpp"
 
+#include <cmath>
 #include <cstring>
 
 #include "stfs/format/convert.hpp"
@@ -11,8 +12,24 @@ namespace stfs {
 namespace {
 
 enum : std::uint32_t {
-  kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ2_K = 10, kQ3_K = 11, kQ4_K = 12,
-  kQ5_K = 13, kQ6_K = 14, kIQ4_NL = 20, kIQ4_XS = 23, kTQ1_0 = 34, kTQ2_0 = 35, kMXFP4 = 39,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ2_K = 10,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kIQ4_NL = 20,
+  kIQ4_XS = 23,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
+  kMXFP4 = 39,
+  kNVFP4 = 40,
+  kQ1_0 = 41,
+  kQ2_0 = 42,
 };
 
 constexpr int kQK = 256;  // QK_K
@@ -22,7 +39,9 @@ constexpr std::int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                     1,    13,   25,  38,  53,  69,  89,  113};
 constexpr std::int8_t kMxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-float f16(const std::uint8_t* p) { return f16_to_f32(static_cast<std::uint16_t>(p[0] | p[1] << 8)); }
+float f16(const std::uint8_t* p) {
+  return f16_to_f32(static_cast<std::uint16_t>(p[0] | p[1] << 8));
+}
 
 void q4_0(const std::uint8_t* x, float* y) {
   const float d = f16(x);
@@ -230,10 +249,13 @@ void q6_k(const std::uint8_t* x, float* y) {
   for (int n = 0; n < kQK; n += 128) {
     for (int l = 0; l < 32; ++l) {
       const int is = l / 16;
-      const auto q1 = static_cast<std::int8_t>(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-      const auto q2 = static_cast<std::int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      const auto q1 =
+          static_cast<std::int8_t>(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+      const auto q2 =
+          static_cast<std::int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
       const auto q3 = static_cast<std::int8_t>(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-      const auto q4 = static_cast<std::int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      const auto q4 =
+          static_cast<std::int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
       y[l + 0] = d * static_cast<float>(sc[is + 0]) * static_cast<float>(q1);
       y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
       y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
@@ -333,6 +355,45 @@ void mxfp4(const std::uint8_t* x, float* y) {
   }
 }
 
+// ggml's ggml_ue4m3_to_fp32: an unsigned E4M3 scale (bias 7), halved as
+// kvalues_mxfp4 is doubled; 0 and 0x7F (NaN) give 0, bit 7 is not read.
+float ue4m3_half(std::uint8_t x) {
+  if (x == 0 || x == 0x7F) return 0.0f;
+  const int exp = (x >> 3) & 0xF;
+  const int man = x & 0x7;
+  const float raw = exp == 0 ? std::ldexp(static_cast<float>(man), -9)
+                             : std::ldexp(1.0f + static_cast<float>(man) / 8.0f, exp - 7);
+  return raw * 0.5f;
+}
+
+// block_nvfp4: d[4] (UE4M3, one a 16-value sub-block), qs[32].
+void nvfp4(const std::uint8_t* x, float* y) {
+  for (int s = 0; s < 4; ++s) {
+    const float d = ue4m3_half(x[s]);
+    const std::uint8_t* qs = x + 4 + s * 8;
+    for (int j = 0; j < 8; ++j) {
+      y[s * 16 + j] = static_cast<float>(kMxfp4[qs[j] & 0x0F]) * d;
+      y[s * 16 + j + 8] = static_cast<float>(kMxfp4[qs[j] >> 4]) * d;
+    }
+  }
+}
+
+// block_q1_0: d, qs[16]: one bit a value, set for +d, clear for -d.
+void q1_0(const std::uint8_t* x, float* y) {
+  const float d = f16(x);
+  const float neg_d = -d;
+  for (int j = 0; j < 128; ++j) y[j] = ((x[2 + j / 8] >> (j % 8)) & 1) ? d : neg_d;
+}
+
+// block_q2_0: d, qs[16]: two bits a value, codes 0..3 for -1..2 times d.
+void q2_0(const std::uint8_t* x, float* y) {
+  const float d = f16(x);
+  for (int j = 0; j < 64; ++j) {
+    const int q = (x[2 + j / 4] >> ((j % 4) * 2)) & 0x03;
+    y[j] = static_cast<float>(q - 1) * d;
+  }
+}
+
 struct Kind {
   std::uint32_t id;
   int values;  // per block
@@ -341,11 +402,12 @@ struct Kind {
 };
 
 constexpr Kind kKinds[] = {
-    {kQ4_0, 32, 18, q4_0},      {kQ4_1, 32, 20, q4_1},      {kQ5_0, 32, 22, q5_0},
-    {kQ5_1, 32, 24, q5_1},      {kQ8_0, 32, 34, q8_0},      {kQ2_K, kQK, 84, q2_k},
-    {kQ3_K, kQK, 110, q3_k},    {kQ4_K, kQK, 144, q4_k},    {kQ5_K, kQK, 176, q5_k},
-    {kQ6_K, kQK, 210, q6_k},    {kIQ4_NL, 32, 18, iq4_nl},  {kIQ4_XS, kQK, 136, iq4_xs},
-    {kTQ1_0, kQK, 54, tq1_0},   {kTQ2_0, kQK, 66, tq2_0},   {kMXFP4, 32, 17, mxfp4},
+    {kQ4_0, 32, 18, q4_0},    {kQ4_1, 32, 20, q4_1},     {kQ5_0, 32, 22, q5_0},
+    {kQ5_1, 32, 24, q5_1},    {kQ8_0, 32, 34, q8_0},     {kQ2_K, kQK, 84, q2_k},
+    {kQ3_K, kQK, 110, q3_k},  {kQ4_K, kQK, 144, q4_k},   {kQ5_K, kQK, 176, q5_k},
+    {kQ6_K, kQK, 210, q6_k},  {kIQ4_NL, 32, 18, iq4_nl}, {kIQ4_XS, kQK, 136, iq4_xs},
+    {kTQ1_0, kQK, 54, tq1_0}, {kTQ2_0, kQK, 66, tq2_0},  {kMXFP4, 32, 17, mxfp4},
+    {kNVFP4, 64, 36, nvfp4},  {kQ1_0, 128, 18, q1_0},    {kQ2_0, 64, 18, q2_0},
 };
 
 const Kind* kind(std::uint32_t id) {

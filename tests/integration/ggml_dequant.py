@@ -241,6 +241,39 @@ def mxfp4(b):
     return np.concatenate([lo, hi], axis=1).ravel()
 
 
+def ue4m3_half(x):
+    """ggml_ue4m3_to_fp32: unsigned E4M3 (bias 7) times 0.5; 0 and 0x7F
+    give 0, bit 7 is not read."""
+    x = x.astype(np.int32)
+    exp = (x >> 3) & 0xF
+    man = (x & 0x7).astype(F32)
+    raw = np.where(exp == 0, np.ldexp(man, -9).astype(F32),
+                   np.ldexp(F32(1) + man / F32(8), exp - 7).astype(F32)).astype(F32)
+    return np.where((x == 0) | (x == 0x7F), F32(0), raw * F32(0.5)).astype(F32)
+
+
+def nvfp4(b):
+    n = b.shape[0]
+    d = ue4m3_half(b[:, 0:4])[:, :, None]  # one scale a 16-value sub-block
+    qs = b[:, 4:36].reshape(n, 4, 8)
+    lo = KVALUES_MXFP4[qs & 0xF].astype(F32) * d
+    hi = KVALUES_MXFP4[qs >> 4].astype(F32) * d
+    return np.concatenate([lo, hi], axis=2).ravel()
+
+
+def q1_0(b):
+    d = f16(b, 0)[:, None]
+    bits = np.unpackbits(b[:, 2:18], axis=1, bitorder="little")  # value j: bit j%8 of byte j/8
+    return np.where(bits == 1, d, -d).astype(F32).ravel()
+
+
+def q2_0(b):
+    n = b.shape[0]
+    d = f16(b, 0)[:, None]
+    codes = (b[:, 2:18, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 3
+    return ((codes.reshape(n, 64).astype(np.int32) - 1).astype(F32) * d).ravel()
+
+
 # name -> (dequantiser, block values, block bytes, where the f16 scales sit)
 DEQUANT = {
     "Q4_0": (q4_0, 32, 18, [0]), "Q4_1": (q4_1, 32, 20, [0, 2]),
@@ -250,7 +283,8 @@ DEQUANT = {
     "Q5_K": (q5_k, QK_K, 176, [0, 2]), "Q6_K": (q6_k, QK_K, 210, [208]),
     "IQ4_NL": (iq4_nl, 32, 18, [0]), "IQ4_XS": (iq4_xs, QK_K, 136, [0]),
     "TQ1_0": (tq1_0, QK_K, 54, [52]), "TQ2_0": (tq2_0, QK_K, 66, [64]),
-    "MXFP4": (mxfp4, 32, 17, []),
+    "MXFP4": (mxfp4, 32, 17, []), "NVFP4": (nvfp4, 64, 36, []),
+    "Q1_0": (q1_0, 128, 18, [0]), "Q2_0": (q2_0, 64, 18, [0]),
 }
 
 
@@ -262,6 +296,13 @@ def random_blocks(name, count, rng):
     for off in scale_offsets:
         s = (np.abs(rng.standard_normal(count)) * 0.02 + 1e-4).astype("<f2")
         b[:, off:off + 2] = s.view(np.uint8).reshape(count, 2)
+    # The scale bytes' edge cases, whatever the draw: zero, subnormal, NaN
+    # (UE4M3 0x7F reads as 0), bit 7 set, the largest.
+    if name == "NVFP4":
+        b[0, 0:4] = [0x00, 0x7F, 0xFF, 0x01]
+        b[1, 0:4] = [0x80, 0x77, 0x08, 0xFE]
+    if name == "MXFP4":
+        b[0:4, 0] = [0, 1, 2, 255]
     return b
 
 
@@ -293,7 +334,24 @@ def quantize_like_ggml(name, weights, rng):
             q = np.abs(w[:, :, None] * idd[:, None, None] - vals).argmin(axis=2).astype(np.uint8)
             b[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
         return b
+    if name in ("Q1_0", "Q2_0"):  # quantize_row_q1_0_ref / q2_0_ref
+        b = np.zeros((n, size), np.uint8)
+        if name == "Q1_0":
+            d = (np.abs(w).sum(axis=1) / F32(128)).astype("<f2")
+            b[:, 2:] = np.packbits(w >= 0, axis=1, bitorder="little")
+        else:
+            d = np.abs(w).max(axis=1).astype("<f2")
+            amax = np.abs(w).max(axis=1)
+            inv = np.where(amax > 0, F32(1) / np.where(amax > 0, amax, 1), 0).astype(F32)
+            q = np.clip(np.round(w * inv[:, None]) + 1, 0, 3).astype(np.uint8).reshape(n, 16, 4)
+            b[:, 2:] = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+        b[:, 0:2] = d.view(np.uint8).reshape(n, 2)
+        return b
     b = random_blocks(name, n, rng)
+    if name == "NVFP4":  # scales near amax / 6 of each sub-block, as UE4M3
+        amax = np.abs(w.reshape(n, 4, 16)).max(axis=2) / 6
+        exp = np.clip(np.floor(np.log2(np.maximum(amax, 1e-30))) + 7, 1, 14).astype(np.uint8)
+        b[:, 0:4] = (exp << 3) | (b[:, 0:4] & 7)
     if name == "MXFP4":
         amax = np.abs(w).max(axis=1)
         e = np.clip(np.floor(np.log2(np.maximum(amax, 1e-30))) - 2 + 127, 1, 254).astype(np.uint8)

@@ -47,7 +47,7 @@ TEST(Dequant, Q5_0TakesTheFifthBitFromQh) {
   b.bytes[2] = 0x01;  // qh bit 0: value 0 gets 16
   b.bytes[4] = 0x01;  // qh bit 16: value 16 gets 16
   auto y = b.decode();
-  EXPECT_EQ(y[0], 0.0f);    // (0 | 16) - 16
+  EXPECT_EQ(y[0], 0.0f);  // (0 | 16) - 16
   EXPECT_EQ(y[16], 0.0f);
   EXPECT_EQ(y[1], -16.0f);  // (0 | 0) - 16
 }
@@ -176,11 +176,56 @@ TEST(Dequant, MXFP4SharedExponentHalved) {
   EXPECT_EQ(b.decode()[0], -12.0f * std::ldexp(1.0f, -128));
 }
 
+TEST(Dequant, NVFP4OneUe4m3ScalePerSixteen) {
+  Block b(40);
+  b.bytes[0] = 0x38;      // exp 7, man 0: 1.0, halved
+  b.bytes[1] = 0x3C;      // exp 7, man 4: 1.5, halved
+  b.bytes[2] = 0x7F;      // NaN: 0
+  b.bytes[3] = 0x01;      // subnormal: 2^-9, halved
+  b.bytes[4] = 0x9F;      // sub-block 0: -12 then (high nibble) 0... -1
+  b.bytes[4 + 8] = 0x07;  // sub-block 1: 12, then 0
+  b.bytes[4 + 16] = 0x77;
+  b.bytes[4 + 24] = 0x07;
+  auto y = b.decode();
+  EXPECT_EQ(y[0], -12.0f * 0.5f);
+  EXPECT_EQ(y[8], -1.0f * 0.5f);
+  EXPECT_EQ(y[16], 12.0f * 0.75f);
+  EXPECT_EQ(y[24], 0.0f);
+  EXPECT_EQ(y[32], 0.0f);  // a NaN scale reads as 0
+  EXPECT_EQ(y[48], 12.0f * std::ldexp(1.0f, -10));
+}
+
+TEST(Dequant, Q1_0SignBitsTimesD) {
+  Block b(41);
+  b.f16(0, kHalf);
+  b.bytes[2] = 0x05;   // values 0 and 2 set
+  b.bytes[17] = 0x80;  // value 127 set
+  auto y = b.decode();
+  EXPECT_EQ(y[0], 0.5f);
+  EXPECT_EQ(y[1], -0.5f);
+  EXPECT_EQ(y[2], 0.5f);
+  EXPECT_EQ(y[126], -0.5f);
+  EXPECT_EQ(y[127], 0.5f);
+}
+
+TEST(Dequant, Q2_0CodesMinusOne) {
+  Block b(42);
+  b.f16(0, kTwo);
+  b.bytes[2] = 0xE4;  // codes 0, 1, 2, 3 (low bits first)
+  auto y = b.decode();
+  EXPECT_EQ(y[0], -2.0f);
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 2.0f);
+  EXPECT_EQ(y[3], 4.0f);
+  EXPECT_EQ(y[4], -2.0f);  // byte 1 is 0: code 0
+}
+
 TEST(Dequant, EveryTypeWithAnF32ViewAndNoOther) {
-  for (std::uint32_t t : {2u, 3u, 6u, 7u, 8u, 10u, 11u, 12u, 13u, 14u, 20u, 23u, 34u, 35u, 39u}) {
+  for (std::uint32_t t :
+       {2u, 3u, 6u, 7u, 8u, 10u, 11u, 12u, 13u, 14u, 20u, 23u, 34u, 35u, 39u, 40u, 41u, 42u}) {
     EXPECT_TRUE(ggml_dequantizes(t)) << t;
   }
-  for (std::uint32_t t : {0u, 1u, 9u, 15u, 16u, 17u, 18u, 19u, 21u, 22u, 29u, 40u, 41u, 42u}) {
+  for (std::uint32_t t : {0u, 1u, 9u, 15u, 16u, 17u, 18u, 19u, 21u, 22u, 29u, 43u}) {
     EXPECT_FALSE(ggml_dequantizes(t)) << t;
   }
 }
