@@ -16,19 +16,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <chrono>
 #include <cstring>
 #include <optional>
 
 #include "stfs/mount/control_messages.hpp"
+#include "stfs/mount/daemon_death.hpp"
 #include "stfs/mount/logging.hpp"
 #include "stfs/mount/mountinfo.hpp"
 #include "stfs/mount/resume.hpp"
 #include "stfs/mount/sd_notify.hpp"
-#include "stfs/mount/supervisor_link.hpp"
 #include "stfs/mount/supervisor_filter.hpp"
+#include "stfs/mount/supervisor_link.hpp"
 
 extern char** environ;
 
@@ -47,17 +48,8 @@ struct Daemon {
   bool serving = false;
   bool upgrade = false;  // started by --restart: resends when told
   Clock::time_point serving_since{};
+  std::uint64_t oom_kills_at_start = oom_kills();  // daemon_death.hpp
 };
-
-bool crash_signal(int sig) {
-  return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGABRT ||
-         sig == SIGSYS;
-}
-
-std::string describe(int status) {
-  if (WIFSIGNALED(status)) return std::string("killed by ") + sigabbrev_np(WTERMSIG(status));
-  return "exited with " + std::to_string(WEXITSTATUS(status));
-}
 
 sigset_t handled_set() {
   sigset_t set;
@@ -251,7 +243,7 @@ void Supervisor::on_child(pid_t pid, int status) {
   if (current_ && current_->pid == pid) drain(*current_, false);
   if (incoming_ && incoming_->pid == pid) {
     incoming_.reset();
-    answer_client("error: the new daemon " + describe(status) +
+    answer_client("error: the new daemon " + describe_status(status) +
                   " before it served; the running one still serves (its log says why)");
     return;
   }
@@ -265,7 +257,7 @@ void Supervisor::on_child(pid_t pid, int status) {
     if (exit_code_ == 0) exit_code_ = 3;
     if (!WIFEXITED(status)) {
       spdlog::error("the stfs daemon for {} was {} before the mount was ready", c_.mountpoint,
-                    describe(status));
+                    describe_status(status));
     }
     unmount_ours();
     return;
@@ -282,20 +274,17 @@ void Supervisor::on_child(pid_t pid, int status) {
     if (current_->serving) finish_upgrade(*current_);
     return;
   }
-  // Death: count what looks like a request that kills its daemon: a crash
-  // signal, or an exit of its own with an error (a sanitizer's report, an
-  // abort handler, a daemon that could not start). A kill from outside
-  // (SIGKILL, SIGTERM) never counts.
+  // Death: count what looks like a request that kills its daemon
+  // (daemon_death.hpp); a kill from outside never counts.
   const bool young = !dead.serving ||
                      Clock::now() - dead.serving_since < std::chrono::seconds(kCrashWindowSeconds);
-  const bool crashed = WIFSIGNALED(status) && crash_signal(WTERMSIG(status));
-  const bool failed = WIFEXITED(status) && WEXITSTATUS(status) != 0;
-  if ((crashed || failed) && young) {
+  const Death death = read_death(status, dead.oom_kills_at_start, oom_kills());
+  if (death.counts && young) {
     ++crashes_;
   } else {
     crashes_ = 0;
   }
-  take_over("the daemon (pid " + std::to_string(pid) + ") " + describe(status));
+  take_over("the daemon (pid " + std::to_string(pid) + ") " + death.what);
 }
 
 void Supervisor::on_message(Daemon& d, bool incoming) {
@@ -352,8 +341,7 @@ void Supervisor::on_message(Daemon& d, bool incoming) {
       unmount_ours();
       (void)send_message(d.link.get(), kMsgDone, {});
       break;
-    default:
-      break;
+    default: break;
   }
 }
 

@@ -211,6 +211,39 @@ class Readers:
                 % (len(lat), q(0.5), q(0.99), q(0.999), lat[-1] * 1000))
 
 
+def memory_cgroup(test, limit):
+    """A new memory cgroup (v1 or v2) limited to `limit` bytes, removed at
+    the test's end; skips the test where none can be made."""
+    if os.geteuid() != 0:
+        test.skipTest("needs root to make a memory cgroup")
+    base = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "memory" in controllers.split(",") and os.path.isdir("/sys/fs/cgroup/memory"):
+                base, limit_file = "/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes"
+            elif controllers == "" and base is None:
+                for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                    if os.path.exists(os.path.join(root + path, "memory.max")):
+                        base, limit_file = root + path, "memory.max"
+    if base is None:
+        test.skipTest("no memory cgroup to make one in")
+    path = os.path.join(base, "stfs-oom-%d" % os.getpid())
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(limit))
+    except OSError as e:
+        test.skipTest("cannot make a memory cgroup in %s: %s" % (base, e))
+
+    def remove():
+        # Its processes are gone once the mount has stopped.
+        lib.wait_for(lambda: not open(os.path.join(path, "cgroup.procs")).read().strip(), 30)
+        os.rmdir(path)
+    test.addCleanup(remove)
+    return path
+
+
 class TakeoverCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="stfs-takeover-")
@@ -604,6 +637,30 @@ class Poison(TakeoverCase):
             self.assertIn("a request kills every daemon it reaches", log)
             self.assertEqual(log.count("a new daemon takes the mount over"), 2, log)
             self.assertEqual(lib.stfs_processes(mnt.path), [])
+        finally:
+            mnt.stop()
+
+    def test_a_request_that_runs_every_daemon_out_of_memory_ends_in_an_unmount(self):
+        # The OOM killer's SIGKILL looks like a kill from outside; the
+        # kernel's OOM count tells them apart, so this ends too.
+        cgroup = memory_cgroup(self, 512 << 20)
+        mnt, blobs = self.crashing_mount("oom", "every")
+        try:
+            for pid in (mnt.proc.pid, mnt.daemon_pid()):
+                with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            with open(os.path.join(mnt.path, "t01"), "rb") as f:
+                self.assertEqual(f.read(), blobs["t01"])
+            with self.assertRaises(OSError) as cm:
+                with open(os.path.join(mnt.path, "t00"), "rb") as f:
+                    f.read(4096)
+            self.assertIn(cm.exception.errno, (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED))
+            self.assertEqual(mnt.proc.wait(timeout=120), 3)
+            self.assertIsNone(lib.find_mount(mnt.path))
+            log = mnt.log()
+            self.assertIn("out of memory", log)
+            self.assertIn("a request kills every daemon it reaches", log)
+            self.assertEqual(log.count("a new daemon takes the mount over"), 2, log)
         finally:
             mnt.stop()
 

@@ -8,6 +8,8 @@
 //                        answered
 //   STFS_CRASH_HOW=segv  a null write (SIGSEGV, a real fault)
 //                =seccomp  execve, which the daemon's own filter kills (SIGSYS)
+//                =oom   memory touched until the kernel's OOM killer ends it
+//                       (the test puts the mount in a memory cgroup)
 //   STFS_CRASH_WHO=first   only the first daemon (not one started for a
 //                          takeover, which has STFS_SUPERVISOR_FD at start)
 //                =every    every daemon: a request that kills whoever reads it
@@ -22,7 +24,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdint>
-
 #include <cstdlib>
 #include <cstring>
 
@@ -31,6 +32,7 @@ namespace {
 bool g_armed = false;
 long long g_at = -1;
 bool g_seccomp = false;
+bool g_oom = false;
 bool g_at_init = false;
 std::atomic<std::uint64_t> g_init_unique{0};
 
@@ -41,6 +43,7 @@ __attribute__((constructor)) void setup() {
   g_at = g_at_init ? -1 : std::atoll(at);
   const char* how = std::getenv("STFS_CRASH_HOW");
   g_seccomp = how && std::strcmp(how, "seccomp") == 0;
+  g_oom = how && std::strcmp(how, "oom") == 0;
   const char* who = std::getenv("STFS_CRASH_WHO");
   const bool every = who && std::strcmp(who, "every") == 0;
   g_armed = every || std::getenv("STFS_SUPERVISOR_FD") == nullptr;
@@ -64,6 +67,12 @@ extern "C" ssize_t splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out
   if (g_armed && off_in && *off_in <= g_at && g_at < *off_in + static_cast<loff_t>(len)) {
     struct stat st {};
     if (fstat(fd_in, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (g_oom) {
+        for (;;) {  // 1 MiB at a time, each page written: real, charged memory
+          auto* p = static_cast<volatile char*>(std::malloc(1 << 20));
+          for (int i = 0; p && i < (1 << 20); i += 4096) p[i] = 1;
+        }
+      }
       if (g_seccomp) {
         char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
         execve("/bin/true", argv, argv + 1);
