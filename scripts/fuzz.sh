@@ -19,7 +19,9 @@ if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends \
     clang libclang-rt-14-dev
 fi
-scripts/setup.sh build >/dev/null   # the unit tests make seeds
+# The unit tests make seeds. Configured as scripts/test.sh configures it, so
+# the test run that follows in CI reuses this build instead of redoing it.
+scripts/setup.sh build -DSTFS_WERROR=ON >/dev/null
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTFS_FUZZ=ON \
   -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}"
