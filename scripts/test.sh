@@ -20,8 +20,12 @@ if [ "${1:-}" = "--sanitize" ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0}
-  # The release run kills from outside for 30 s; here 10 s says the same.
+  # The release run kills from outside for 30 s, SIGKILLs every 200 ms for
+  # 20 s and remounts 60 times; here a third to a half of that takes every
+  # path under the sanitizer.
   export STFS_OUTSIDE_KILL_SECONDS=${STFS_OUTSIDE_KILL_SECONDS:-10}
+  export STFS_KILL_SECONDS=${STFS_KILL_SECONDS:-10}
+  export STFS_REMOUNT_CYCLES=${STFS_REMOUNT_CYCLES:-20}
 fi
 filter=()
 if [ "${1:-}" = "--tsan" ]; then
@@ -31,6 +35,8 @@ if [ "${1:-}" = "--tsan" ]; then
   export STFS_SANITIZER=tsan
   export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
   export STFS_OUTSIDE_KILL_SECONDS=${STFS_OUTSIDE_KILL_SECONDS:-10}
+  export STFS_KILL_SECONDS=${STFS_KILL_SECONDS:-10}
+  export STFS_REMOUNT_CYCLES=${STFS_REMOUNT_CYCLES:-20}
   filter=(-R 'takeover\.|mount\.SampleMount|mount\.Truncation|mount\.Lifecycle|faults\.SourceChanges|faults\.DaemonDeath|faults\.Cycles|folders\.|views\.')
 fi
 BUILD_DIR=${1:-$BUILD_DIR}
