@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang and runs each for SECONDS
-# (default 60), seeded from the real corpus and from every file the unit
-# tests parse. Crashes land in fuzz/findings/; turn each into a regression
+# (default 60; as many targets at once as CPUs), seeded from the real
+# corpus and from every file the unit tests parse. Crashes land in fuzz/findings/; turn each into a regression
 # file under tests/fuzz_regressions/.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -25,17 +25,6 @@ scripts/setup.sh build -DSTFS_WERROR=ON >/dev/null
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTFS_FUZZ=ON \
   -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}"
-# fuzz_folder's own build: the same, without trace-cmp. Comparison tracing
-# took a quarter of each run of this target (perf) and, over 45 s runs,
-# bought no coverage: the folder's structure is names and records, not
-# magic values to solve. The parsers keep it (fuzz_header, fuzz_gguf,
-# fuzz_tree). docs/RELIABILITY.md has the numbers.
-if [[ " ${TARGETS[*]} " == *" fuzz_folder "* ]]; then
-  cmake -S . -B build-fuzz-folder -DCMAKE_CXX_COMPILER=clang++ -DSTFS_FUZZ=ON \
-    -DCMAKE_CXX_FLAGS=-fno-sanitize-coverage=trace-cmp \
-    -DSTFS_BUILD_TESTS=OFF -DSTFS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-fuzz-folder -j "$(nproc)" --target fuzz_folder
-fi
 
 SEEDS=build-fuzz/seeds
 mkdir -p "$SEEDS" fuzz/findings
@@ -69,12 +58,10 @@ printf '{"model_type": "llama"}\n' > "$small/config.json"
 python3 fuzz/make_folder_seed.py "$small" "$FOLDER_SEEDS/small"
 python3 fuzz/make_folder_seed.py "$small" "$FOLDER_SEEDS/small-tree" --tree
 
-for t in "${TARGETS[@]}"; do
-  work=build-fuzz/corpus-$t
+# One target: its run's summary lines go to build-fuzz/log-TARGET.
+run_target() {
+  local t=$1 work=build-fuzz/corpus-$1 seeds=$SEEDS opts=(-max_len=262144)
   mkdir -p "$work"
-  echo "fuzz: $t for ${SECONDS_EACH}s"
-  seeds=$SEEDS
-  opts=(-max_len=262144)
   if [ "$t" = fuzz_folder ]; then
     # A folder of small files: its structure is what this target fuzzes
     # (file bodies are fuzz_header's), and entropic scheduling's per-run
@@ -85,13 +72,27 @@ for t in "${TARGETS[@]}"; do
   elif [ "$t" = fuzz_gguf ]; then
     seeds=$GGUF_SEEDS
   fi
-  bin=build-fuzz/fuzz/$t
-  [ "$t" = fuzz_folder ] && bin=build-fuzz-folder/fuzz/$t
-  "$bin" "$work" "$seeds" -max_total_time="$SECONDS_EACH" "${opts[@]}" \
+  build-fuzz/fuzz/"$t" "$work" "$seeds" -max_total_time="$SECONDS_EACH" "${opts[@]}" \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix=fuzz/findings/$t- 2>&1 | grep -E '^(#[0-9]+\s+DONE|INFO: seed|stat::|==|SUMMARY|Done)' || true
-  if ls fuzz/findings/$t-* >/dev/null 2>&1; then
-    echo "fuzz: $t found crashes: $(ls fuzz/findings/$t-*)"
+    -artifact_prefix=fuzz/findings/"$t"- 2>&1 |
+    grep -E '^(#[0-9]+\s+DONE|INFO: seed|stat::|==|SUMMARY|Done)' >"build-fuzz/log-$t" || true
+}
+
+# libFuzzer runs one process a target: as many targets at once as CPUs.
+jobs=$(nproc)
+for ((i = 0; i < ${#TARGETS[@]}; i += jobs)); do
+  batch=("${TARGETS[@]:i:jobs}")
+  echo "fuzz: ${batch[*]} for ${SECONDS_EACH}s each, side by side"
+  for t in "${batch[@]}"; do run_target "$t" & done
+  wait
+  for t in "${batch[@]}"; do
+    echo "fuzz: $t"
+    cat "build-fuzz/log-$t"
+  done
+done
+for t in "${TARGETS[@]}"; do
+  if ls fuzz/findings/"$t"-* >/dev/null 2>&1; then
+    echo "fuzz: $t found crashes: $(ls fuzz/findings/"$t"-*)"
     exit 1
   fi
 done
