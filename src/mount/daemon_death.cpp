@@ -4,10 +4,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <cstdio>
-#include <cstring>
-
-#include "stfs/base/unique_fd.hpp"
+#include <cstring>  // sigabbrev_np
+#include <fstream>
 
 namespace stfs {
 namespace {
@@ -20,19 +18,13 @@ bool crash_signal(int sig) {
 }  // namespace
 
 std::uint64_t oom_kills(const char* vmstat) {
-  std::FILE* f = std::fopen(vmstat, "re");
-  if (!f) return 0;
-  char name[64];
-  unsigned long long value = 0;
-  std::uint64_t found = 0;
-  while (std::fscanf(f, "%63s %llu", name, &value) == 2) {
-    if (std::strcmp(name, "oom_kill") == 0) {
-      found = value;
-      break;
-    }
+  std::ifstream f(vmstat);
+  std::string name;
+  std::uint64_t value = 0;
+  while (f >> name >> value) {
+    if (name == "oom_kill") return value;
   }
-  std::fclose(f);
-  return found;
+  return 0;
 }
 
 std::string describe_status(int status) {

@@ -57,10 +57,11 @@ ssize_t device_read(int fd, void* buf, std::size_t len, void* userdata) {
     do {
       w = ::write(fd, again.data(), again.size());
     } while (w < 0 && errno == EINTR);
-    if (w < 0)
+    if (w < 0) {
       spdlog::warn("cannot answer the kernel's resent INIT: {}", std::strerror(errno));
-    else
+    } else {
       spdlog::info("answered the kernel's INIT, which the dead daemon had left unanswered");
+    }
   }
   if (n > 0) {
     c->init_reply.saw_request(buf, static_cast<size_t>(n));

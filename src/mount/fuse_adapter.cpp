@@ -14,9 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
