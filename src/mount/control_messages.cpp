@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -9,6 +11,26 @@
 #include <cstring>
 
 namespace stfs {
+namespace {
+
+// A seqpacket socket and the address of `path`; an error if the path does
+// not fit sun_path (control_socket_path's always does).
+Result<UniqueFd> control_socket(const std::string& path, sockaddr_un& addr) {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return unexpected(Error{ENAMETOOLONG, path + ": too long for a socket's address"});
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s.valid()) {
+    const int e = errno;
+    return unexpected(Error{e, std::string("cannot create a socket: ") + std::strerror(e)});
+  }
+  return s;
+}
+
+}  // namespace
 
 Result<void> send_message(int sock, char tag, std::string_view payload, int fd) {
   std::string buf(1, tag);
@@ -33,8 +55,8 @@ Result<void> send_message(int sock, char tag, std::string_view payload, int fd) 
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(buf.size())) {
     int e = n < 0 ? errno : EMSGSIZE;
-    return unexpected(Error{e, std::string("cannot send to the supervisor's socket: ") +
-                                   std::strerror(e)});
+    return unexpected(
+        Error{e, std::string("cannot send to the supervisor's socket: ") + std::strerror(e)});
   }
   return {};
 }
@@ -115,6 +137,32 @@ std::string control_socket_path(const std::string& mountpoint, uid_t uid) {
   struct stat st {};
   if (::stat(run_user.c_str(), &st) == 0 && st.st_uid == uid) return run_user + "/stfs/" + name;
   return "/tmp/stfs-" + std::to_string(uid) + "/" + name;
+}
+
+Result<UniqueFd> listen_control_socket(const std::string& path) {
+  sockaddr_un addr;
+  auto s = control_socket(path, addr);
+  if (!s) return s;
+  ::unlink(path.c_str());  // a stale one: this mountpoint is ours now
+  const mode_t old = ::umask(077);
+  const int b = ::bind(s->get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old);
+  if (b != 0 || ::listen(s->get(), 4) != 0) {
+    const int e = errno;
+    return unexpected(Error{e, "cannot listen on " + path + ": " + std::strerror(e)});
+  }
+  return s;
+}
+
+Result<UniqueFd> connect_control_socket(const std::string& path) {
+  sockaddr_un addr;
+  auto s = control_socket(path, addr);
+  if (!s) return s;
+  if (::connect(s->get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int e = errno;
+    return unexpected(Error{e, std::strerror(e)});
+  }
+  return s;
 }
 
 }  // namespace stfs

@@ -14,8 +14,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,20 +26,21 @@
 #include <thread>
 
 #include "stfs/base/unique_fd.hpp"
+#include "stfs/mount/background_mount.hpp"
 #include "stfs/mount/filesystem.hpp"
 #include "stfs/mount/fuse_session.hpp"
 #include "stfs/mount/live.hpp"
 #include "stfs/mount/logging.hpp"
-#include "stfs/mount/source_loader.hpp"
-#include "stfs/source/model.hpp"
 #include "stfs/mount/mountinfo.hpp"
 #include "stfs/mount/sandbox.hpp"
-#include "stfs/source/path_walk.hpp"
 #include "stfs/mount/sd_notify.hpp"
+#include "stfs/mount/source_loader.hpp"
 #include "stfs/mount/supervisor.hpp"
 #include "stfs/mount/supervisor_link.hpp"
 #include "stfs/namespace/tree.hpp"
 #include "stfs/namespace/watcher.hpp"
+#include "stfs/source/model.hpp"
+#include "stfs/source/path_walk.hpp"
 
 namespace stfs {
 namespace {
@@ -174,81 +173,6 @@ void raise_fd_limit() {
   }
 }
 
-namespace {
-
-// Whether the FUSE mount on `mountpoint` answers a request (statfs).
-bool mount_answers(const std::string& mountpoint) {
-  struct statfs sf {};
-  int r;
-  do {
-    r = ::statfs(mountpoint.c_str(), &sf);
-  } while (r < 0 && errno == EINTR);
-  return r == 0 && static_cast<unsigned long>(sf.f_type) == 0x65735546UL;  // FUSE_SUPER_MAGIC
-}
-
-// Ends the supervisor we forked (and so its daemon, which unmounts): after
-// 5 s, kills it.
-void end_child(pid_t pid) {
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 100; ++i) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
-    ::usleep(50'000);
-  }
-  ::kill(pid, SIGKILL);
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-}
-
-// Without -f: forks; the parent waits for the daemon's report and returns
-// the command's exit code; the child returns -1 and goes on, holding the
-// pipe's write end in `ready_fd`.
-int wait_in_parent(const MountOptions& o, int& ready_fd) {
-  int status_pipe[2];
-  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
-    spdlog::error("cannot create a pipe: {}", std::strerror(errno));
-    return kExitMountFailed;
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    spdlog::error("cannot fork: {}", std::strerror(errno));
-    return kExitMountFailed;
-  }
-  if (pid == 0) {
-    ::close(status_pipe[0]);
-    ready_fd = status_pipe[1];
-    return -1;
-  }
-  ::close(status_pipe[1]);
-  unsigned char status = 0;
-  ssize_t n;
-  do {
-    n = ::read(status_pipe[0], &status, 1);
-  } while (n < 0 && errno == EINTR);
-  ::close(status_pipe[0]);
-  if (n == 1 && status == 0) {
-    // The daemon said ready from init(), before libfuse's own checks of
-    // the answer to INIT: a request must come back before we say so too.
-    if (mount_answers(o.mountpoint)) return kExitOk;
-    spdlog::error("the mount on {} stopped answering as it came up (the daemon's reason is "
-                  "in the system log)",
-                  o.mountpoint);
-    end_child(pid);
-    return kExitMountFailed;
-  }
-  // The daemon failed before the mount answered; it has said why on our
-  // shared stderr, and the supervisor ends with its code. Reap it so
-  // nothing is left behind.
-  int ws = 0;
-  while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-  }
-  if (n == 1) return status;
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) return WEXITSTATUS(ws);
-  spdlog::error("the stfs daemon for {} died before the mount was ready", o.mountpoint);
-  return kExitMountFailed;
-}
-
-}  // namespace
-
 int run_mount(MountOptions o) {
   raise_fd_limit();
   // A daemon that the supervisor started to take the mount over.
@@ -257,7 +181,8 @@ int run_mount(MountOptions o) {
   if (takeover) {
     // It serves in the supervisor's process tree, where a background
     // mount's stdio is /dev/null: its log goes where the first daemon's did.
-    if (!o.foreground) spdlog::set_default_logger(make_logger(LogTarget::kSyslog, o.verbose, o.debug));
+    if (!o.foreground)
+      spdlog::set_default_logger(make_logger(LogTarget::kSyslog, o.verbose, o.debug));
     o.foreground = true;
   }
   auto src = canonical(o.source);
@@ -366,9 +291,10 @@ int run_mount(MountOptions o) {
   const bool dynamic = fs->tree().hashed_inos();
   const std::string token = mount_token(o.source, dynamic);
   if (takeover && handover.token != token) {
-    spdlog::error("cannot take {} over: {} changed since it was mounted, so its inode numbers "
-                  "would name other bytes",
-                  o.mountpoint, o.source);
+    spdlog::error(
+        "cannot take {} over: {} changed since it was mounted, so its inode numbers "
+        "would name other bytes",
+        o.mountpoint, o.source);
     return kExitMountFailed;
   }
   auto plan = plan_sandbox(o, fs->tree(), dynamic);
@@ -380,20 +306,23 @@ int run_mount(MountOptions o) {
   if (o.sandbox_test) return run_sandbox_test(*plan, o.source);
   if (dynamic && !folder) spdlog::info("{}: compared for changes every {} s", o.source, poll);
   LiveFs live(std::shared_ptr<Filesystem>(std::move(fs)), dynamic);
-  FolderWatcher watcher(folder ? o.source : o.source_as_given, o.mountpoint, [&live, &o, folder] {
-    auto previous = live.current();
-    auto tree = rebuild_tree(o, folder, previous->tree());
-    previous.reset();
-    if (!tree) return;
-    const std::size_t n = tree->tensor_count();
-    auto next = Filesystem::create(std::move(*tree));
-    if (!next) {
-      spdlog::warn("{} changed, but cannot be served: {}", o.source, next.error().message);
-      return;
-    }
-    live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
-    spdlog::info("{} changed: now serving {} tensors", o.source, n);
-  }, poll);
+  FolderWatcher watcher(
+      folder ? o.source : o.source_as_given, o.mountpoint,
+      [&live, &o, folder] {
+        auto previous = live.current();
+        auto tree = rebuild_tree(o, folder, previous->tree());
+        previous.reset();
+        if (!tree) return;
+        const std::size_t n = tree->tensor_count();
+        auto next = Filesystem::create(std::move(*tree));
+        if (!next) {
+          spdlog::warn("{} changed, but cannot be served: {}", o.source, next.error().message);
+          return;
+        }
+        live.replace(std::shared_ptr<Filesystem>(std::move(next).value()));
+        spdlog::info("{} changed: now serving {} tensors", o.source, n);
+      },
+      poll);
   if (dynamic) watcher.mark_loaded();  // a change while mounting is rebuilt at start
   const std::string status_line = "STATUS=serving " +
                                   std::to_string(live.current()->tree().tensor_count()) +

@@ -3,10 +3,7 @@
 // owner, asks for a new daemon and prints the answer.
 #include <limits.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,17 +33,15 @@ int run_restart(const std::string& mountpoint) {
     owner = static_cast<uid_t>(std::strtoul(m->super_options.c_str() + pos + 8, nullptr, 10));
   }
   const std::string path = control_socket_path(mp, owner);
-  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
-  if (!s.valid() || ::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  auto conn = connect_control_socket(path);
+  if (!conn) {
     std::fprintf(stderr,
                  "stfs: cannot restart %s: its supervisor does not answer on %s: %s (a mount "
                  "made by an stfs without a supervisor cannot be restarted)\n",
-                 mp.c_str(), path.c_str(), std::strerror(errno));
+                 mp.c_str(), path.c_str(), conn.error().message.c_str());
     return 3;
   }
+  const UniqueFd s = std::move(*conn);
   if (!send_message(s.get(), kMsgRestart, mp)) {
     std::fprintf(stderr, "stfs: cannot restart %s: the supervisor closed the connection\n",
                  mp.c_str());

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,26 +29,14 @@
 #include "stfs/mount/sd_notify.hpp"
 #include "stfs/mount/supervisor_filter.hpp"
 #include "stfs/mount/supervisor_link.hpp"
+#include "stfs/mount/supervisor_process.hpp"
 
 extern char** environ;
 
 namespace stfs {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr int kHandledSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
-// How long a daemon started by --restart may take to serve.
-constexpr auto kRestartTimeout = std::chrono::seconds(60);
-
-struct Daemon {
-  pid_t pid = -1;
-  UniqueFd link;
-  bool serving = false;
-  bool upgrade = false;  // started by --restart: resends when told
-  Clock::time_point serving_since{};
-  std::uint64_t oom_kills_at_start = oom_kills();  // daemon_death.hpp
-};
 
 sigset_t handled_set() {
   sigset_t set;
@@ -58,53 +45,9 @@ sigset_t handled_set() {
   return set;
 }
 
-class Supervisor {
- public:
-  explicit Supervisor(SupervisorConfig c) : c_(std::move(c)) {
-    current_.emplace();
-    current_->pid = c_.first;
-    current_->link = std::move(c_.first_link);
-  }
-  int run();
+}  // namespace
 
- private:
-  void on_signal();
-  void on_child(pid_t pid, int status);
-  void on_message(Daemon& d, bool incoming);
-  void drain(Daemon& d, bool incoming);
-  void on_client();
-  void answer_client(const std::string& text);
-  void start_restart(UniqueFd client);
-  void finish_upgrade(Daemon& d);
-  void take_over(const std::string& why);
-  std::optional<Daemon> spawn(bool upgrade);
-  bool conn_alive() const;
-  std::string cannot_resume() const;
-  void unmount_ours();
-  void give_up(const std::string& why);
-  void listen_for_clients();
-  void release_connection() { fuse_.reset(); }
-
-  SupervisorConfig c_;
-  std::optional<Daemon> current_;
-  std::optional<Daemon> incoming_;  // a --restart's new daemon, until it serves
-  UniqueFd fuse_;
-  std::string device_;
-  std::string token_;
-  std::string init_;
-  UniqueFd signals_;
-  UniqueFd listener_;
-  std::string socket_path_;
-  ino_t socket_ino_ = 0;
-  UniqueFd client_;
-  Clock::time_point restart_deadline_{};
-  bool mounted_ = false;
-  bool ready_ = false;  // a daemon has served: systemd has heard READY=1
-  bool stopping_ = false;
-  bool gave_up_ = false;
-  int crashes_ = 0;
-  int exit_code_ = 0;
-};
+namespace supervisor_detail {
 
 bool Supervisor::conn_alive() const {
   if (!fuse_.valid()) return false;
@@ -345,90 +288,6 @@ void Supervisor::on_message(Daemon& d, bool incoming) {
   }
 }
 
-// The daemon an upgrade replaced is gone: what it held is resent to the new
-// one, and the client hears it serves.
-void Supervisor::finish_upgrade(Daemon& d) {
-  d.upgrade = false;
-  (void)send_message(d.link.get(), kMsgResend, {});
-  spdlog::info("{}: restarted: the new daemon (pid {}) serves", c_.mountpoint, d.pid);
-  answer_client("ok: " + c_.mountpoint + " is served by a new daemon (pid " +
-                std::to_string(d.pid) + ")");
-}
-
-void Supervisor::answer_client(const std::string& text) {
-  if (!client_.valid()) return;
-  (void)send_message(client_.get(), kMsgAnswer, text);
-  client_.reset();
-}
-
-void Supervisor::start_restart(UniqueFd client) {
-  if (client_.valid() || incoming_) {
-    (void)send_message(client.get(), kMsgAnswer, "error: a restart is already under way");
-    return;
-  }
-  client_ = std::move(client);
-  if (const std::string no = cannot_resume(); !no.empty() || !current_ || stopping_) {
-    answer_client("error: " + c_.mountpoint + " cannot be resumed: " +
-                  (no.empty() ? std::string("it is stopping") : no) + "; nothing changed");
-    return;
-  }
-  spdlog::info("{}: restart asked: starting {}", c_.mountpoint, c_.exe);
-  incoming_ = spawn(true);
-  if (!incoming_) {
-    answer_client("error: no new daemon could be started; nothing changed");
-    return;
-  }
-  restart_deadline_ = Clock::now() + kRestartTimeout;
-}
-
-void Supervisor::on_client() {
-  UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!client.valid()) return;
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-      (cred.uid != 0 && cred.uid != ::getuid())) {
-    (void)send_message(client.get(), kMsgAnswer,
-                       "error: only root and the mount's owner may restart it");
-    spdlog::warn("{}: restart refused to uid {}", c_.mountpoint, cred.uid);
-    return;
-  }
-  pollfd p{client.get(), POLLIN, 0};
-  if (::poll(&p, 1, 2000) <= 0) return;
-  auto m = receive_message(client.get());
-  if (!m || !*m || (*m)->tag != kMsgRestart) return;
-  start_restart(std::move(client));
-}
-
-void Supervisor::listen_for_clients() {
-  socket_path_ = control_socket_path(c_.mountpoint, ::getuid());
-  const std::string dir = socket_path_.substr(0, socket_path_.rfind('/'));
-  ::mkdir(dir.c_str(), 0700);
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid() ||
-      (st.st_mode & 077) != 0) {
-    spdlog::warn("{}: {} is not a private folder of ours: stfs --restart cannot reach this mount",
-                 c_.mountpoint, dir);
-    return;
-  }
-  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (!s.valid() || socket_path_.size() >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
-  ::unlink(socket_path_.c_str());  // a stale one: this mountpoint is ours now
-  const mode_t old = ::umask(077);
-  const int b = ::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::umask(old);
-  if (b != 0 || ::listen(s.get(), 4) != 0) {
-    spdlog::warn("{}: cannot listen on {}: {}; stfs --restart cannot reach this mount",
-                 c_.mountpoint, socket_path_, std::strerror(errno));
-    return;
-  }
-  if (::stat(socket_path_.c_str(), &st) == 0) socket_ino_ = st.st_ino;
-  listener_ = std::move(s);
-}
-
 void Supervisor::on_signal() {
   signalfd_siginfo si{};
   while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
@@ -502,10 +361,10 @@ int Supervisor::run() {
   return exit_code_;
 }
 
-}  // namespace
+}  // namespace supervisor_detail
 
 int run_supervisor(SupervisorConfig config) {
-  Supervisor s(std::move(config));
+  supervisor_detail::Supervisor s(std::move(config));
   return s.run();
 }
 

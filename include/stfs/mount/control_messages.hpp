@@ -16,11 +16,11 @@
 namespace stfs {
 
 // Daemon -> supervisor.
-inline constexpr char kMsgMounted = 'M';   // payload: resume token; fd: /dev/fuse
-inline constexpr char kMsgInit = 'I';      // payload: the kernel's INIT request
-inline constexpr char kMsgServing = 'R';   // a daemon serves (after a takeover: resent)
-inline constexpr char kMsgUnmount = 'U';   // unmount our mount, then answer kMsgDone
-inline constexpr char kMsgNotify = 'N';    // payload: an sd_notify state for systemd
+inline constexpr char kMsgMounted = 'M';  // payload: resume token; fd: /dev/fuse
+inline constexpr char kMsgInit = 'I';     // payload: the kernel's INIT request
+inline constexpr char kMsgServing = 'R';  // a daemon serves (after a takeover: resent)
+inline constexpr char kMsgUnmount = 'U';  // unmount our mount, then answer kMsgDone
+inline constexpr char kMsgNotify = 'N';   // payload: an sd_notify state for systemd
 // Supervisor -> daemon.
 inline constexpr char kMsgTakeover = 'T';  // payload: resume token + INIT; fd: /dev/fuse
 inline constexpr char kMsgUpgrade = 'P';   // as T, for --restart: resend only when told
@@ -28,8 +28,8 @@ inline constexpr char kMsgRetire = 'X';    // stop taking requests, answer held 
 inline constexpr char kMsgResend = 'S';    // ask the kernel to resend what was in flight
 inline constexpr char kMsgDone = 'u';      // the unmount asked for is done
 // `stfs --restart` <-> supervisor.
-inline constexpr char kMsgRestart = 'r';   // client: replace the daemon
-inline constexpr char kMsgAnswer = 'a';    // supervisor: "ok ..." or "error ..."
+inline constexpr char kMsgRestart = 'r';  // client: replace the daemon
+inline constexpr char kMsgAnswer = 'a';   // supervisor: "ok ..." or "error ..."
 
 // Largest message: INIT (fuse_in_header + fuse_init_in, 104 bytes today)
 // plus a token, with room to spare.
@@ -58,5 +58,11 @@ bool unpack_takeover(std::string_view payload, std::string& token, std::string& 
 // `uid`: /run/stfs/ for root, /run/user/UID/stfs/ (or /tmp/stfs-UID/) for
 // a user; the file is a hash of the mountpoint.
 std::string control_socket_path(const std::string& mountpoint, uid_t uid);
+
+// The supervisor's end: listens at `path` (a stale socket there is
+// replaced; the new one is made mode 0600). The caller checked the folder.
+Result<UniqueFd> listen_control_socket(const std::string& path);
+// `stfs --restart`'s end: connects to the supervisor listening at `path`.
+Result<UniqueFd> connect_control_socket(const std::string& path);
 
 }  // namespace stfs
